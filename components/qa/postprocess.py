@@ -1,0 +1,393 @@
+"""Turn start/end logits of an extractive QA model into answer texts (SQuAD v1.1 and v2.0).
+
+The same job as Hugging Face `utils_qa.postprocess_qa_predictions`, in numpy, with two
+differences: the n-best search runs over all features at once (no Python loop over
+features or tokens), and the predictions are returned, not written to files.
+
+    preds = postprocess_predictions(examples, features, start_logits, end_logits)
+    preds["56be4db0acb8001400a502ec"]["text"]          # 'Denver Broncos'
+    squad_metric.compute(predictions=format_predictions(preds, False), references=...)
+
+How a prediction is chosen, per example:
+
+1. Candidates, per feature (window). Only context tokens can start or end an answer: the
+   question, the special tokens and the padding past a feature's true length are masked
+   to -inf FIRST, then the `n_best` highest start logits and the `n_best` highest end
+   logits are taken. Hugging Face takes the top-k over all tokens and then discards the
+   ones outside the context, so a window whose top logits sit on the question can end up
+   with fewer (or no) candidates; here every window keeps its `n_best` context
+   candidates. A pair (start, end) is a candidate when end >= start and
+   end - start + 1 <= max_answer_length; its score is start_logit + end_logit.
+2. The example's n-best list is its `n_best` best candidates over all its windows.
+   Order, which is deterministic: higher score first; equal scores go to the earlier
+   window, then the smaller start token, then the smaller end token. Ties at the top-k
+   cut of a window's start or end logits keep the smaller token positions.
+3. The answer is the first of that list: context[offsets[start][0]:offsets[end][1]].
+   `probability` is a softmax over the scores of the n-best list.
+4. SQuAD v2.0: the null score of an example is the MIN over its windows of
+   start_logits[cls_index] + end_logits[cls_index] (the window most sure that there is
+   an answer decides). The answer is "" when null_score > best_span_score +
+   null_score_diff_threshold; `null_score_diff` = null_score - best_span_score. The null
+   answer also joins the n-best list (text "", placed by its score, after spans of equal
+   score), so that list may hold n_best + 1 entries and its probabilities include it.
+
+An example without any candidate (every window too short to hold context) gets text "",
+score -inf and an empty n-best list (plus the null entry in v2.0); with v1.1 that text
+is simply wrong, as it would be with any answer.
+
+Memory is O(features x max_length) plus O(features x n_best^2); to bound it, call this
+per chunk of examples together with exactly their features (the evaluate step does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from components.qa.errors import InvalidInputError
+
+__all__ = ["postprocess_predictions", "format_predictions"]
+
+
+def postprocess_predictions(
+    examples: Any,
+    features: Any,
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    version_2_with_negative: bool = False,
+    null_score_diff_threshold: float = 0.0,
+) -> dict[str, dict[str, Any]]:
+    """Pick the answer of every example from the logits of its features.
+
+    Args:
+        examples: SQuAD rows (a `datasets.Dataset` or a dict of columns) with at least
+            `id` and `context`.
+        features: the output of `prepare_validation_features` for exactly these
+            examples (a `datasets.Dataset` or a dict of columns): `example_id`,
+            `offset_mapping` (one [start_char, end_char] per token, None outside the
+            context; its length is the feature's true length) and `cls_index` (0 is
+            assumed when the column is absent).
+        start_logits, end_logits: (num_features, L) arrays, one padded row per feature
+            in feature order; columns at or past a feature's true length are ignored.
+        n_best: candidates per window for starts and for ends, and length of the
+            returned n-best list.
+        max_answer_length: longest answer in tokens.
+        version_2_with_negative: SQuAD v2.0, where the answer may be "".
+        null_score_diff_threshold: v2.0 only; answer "" when
+            null_score - best_span_score > this.
+
+    Returns:
+        {example_id: prediction}, in the order of `examples`. A prediction holds
+        `text`, `score` (the score of `text`: its span score, or with v2.0 the null
+        score when `text` is ""), `start`/`end` (character offsets of `text` in the
+        context; None when `text` is ""), `n_best` (a list of {text, score,
+        probability}, best first) and with v2.0 also `null_score`, `null_score_diff`,
+        `span_text` and `span_score` (the best non-null span, whatever the threshold).
+
+    Raises:
+        InvalidInputError (a ValueError): logits whose shapes do not match the features,
+        a feature whose example_id is not among the examples, an example without
+        features, a missing column, or a bad parameter.
+    """
+    if n_best < 1:
+        raise InvalidInputError(f"n_best={n_best} must be at least 1",
+                                fix="Pass n_best >= 1 (20 is usual).", field="n_best")
+    if max_answer_length < 1:
+        raise InvalidInputError(f"max_answer_length={max_answer_length} must be at least 1",
+                                fix="Pass max_answer_length >= 1 (30 is usual).",
+                                field="max_answer_length")
+    example_ids, contexts = _example_columns(examples)
+    feats = _feature_arrays(features)
+    num_features = len(feats.lengths)
+    start_logits = np.asarray(start_logits)
+    end_logits = np.asarray(end_logits)
+    for name, logits in (("start_logits", start_logits), ("end_logits", end_logits)):
+        if logits.ndim != 2 or logits.shape[0] != num_features:
+            raise InvalidInputError(
+                f"{name} has shape {logits.shape}, expected ({num_features}, max_length): "
+                f"one row per feature", field=name,
+                fix="Pass the logits of exactly these features, in feature order.")
+    if start_logits.shape != end_logits.shape:
+        raise InvalidInputError(
+            f"start_logits {start_logits.shape} and end_logits {end_logits.shape} differ",
+            fix="Pass both logits of the same batch.", field="end_logits")
+    width = start_logits.shape[1]
+    if num_features and feats.lengths.max() > width:
+        f = int(np.argmax(feats.lengths))
+        raise InvalidInputError(
+            f"feature {f} has {feats.lengths[f]} tokens but the logits only {width} columns",
+            fix="Pad the logits to the longest feature, not beyond the model output.",
+            record=feats.example_ids[f], field="offset_mapping")
+    feature_example = _feature_to_example(example_ids, feats.example_ids)  # (F,)
+
+    # (F, L) scores with everything that cannot start or end an answer at -inf
+    token = np.arange(width)
+    valid = np.zeros((num_features, width), dtype=bool)
+    row_of_token = np.repeat(np.arange(num_features), feats.lengths)
+    valid[row_of_token, np.arange(len(row_of_token)) - feats.row_start[row_of_token]] = (
+        feats.in_context)
+    start = np.where(valid, start_logits, -np.inf).astype(np.float64, copy=False)
+    end = np.where(valid, end_logits, -np.inf).astype(np.float64, copy=False)
+    if np.isnan(start).any() or np.isnan(end).any():
+        raise InvalidInputError("the logits hold NaN at context tokens",
+                                fix="Check the model output (an fp16 overflow?).",
+                                field="start_logits")
+
+    # per feature: the k best starts and ends, then their k x k pairs
+    k = min(n_best, width)
+    top_start = _top_k(start, k)  # (F, k) token positions, ascending
+    top_end = _top_k(end, k)  # (F, k)
+    start_score = np.take_along_axis(start, top_start, axis=1)
+    end_score = np.take_along_axis(end, top_end, axis=1)
+    length = top_end[:, None, :] - top_start[:, :, None] + 1  # (F, k, k)
+    pair_score = start_score[:, :, None] + end_score[:, None, :]  # (F, k, k), -inf if invalid
+    pair_score[(length < 1) | (length > max_answer_length)] = -np.inf
+    # a pair's flat index orders it by (start, end) since both top lists ascend
+    pair_score = pair_score.reshape(num_features, k * k)
+    best_pairs = _top_k(pair_score, min(n_best, k * k))  # (F, m)
+    cand_score = np.take_along_axis(pair_score, best_pairs, axis=1)
+    cand_start = np.take_along_axis(top_start, best_pairs // k, axis=1)
+    cand_end = np.take_along_axis(top_end, best_pairs % k, axis=1)
+
+    # group by example: sort by (example, -score, feature, start, end), keep n_best each
+    keep = np.isfinite(cand_score)
+    cand_feature = np.broadcast_to(np.arange(num_features)[:, None], keep.shape)[keep]
+    cand_score, cand_start, cand_end = cand_score[keep], cand_start[keep], cand_end[keep]
+    cand_example = feature_example[cand_feature]
+    order = np.lexsort((cand_end, cand_start, cand_feature, -cand_score, cand_example))
+    cand_example = cand_example[order]
+    first = np.flatnonzero(np.r_[True, cand_example[1:] != cand_example[:-1]])
+    group_size = np.diff(np.r_[first, len(cand_example)])
+    rank = np.arange(len(cand_example)) - np.repeat(first, group_size)
+    in_list = rank < n_best
+    order, cand_example, rank = order[in_list], cand_example[in_list], rank[in_list]
+    cand_feature, cand_score = cand_feature[order], cand_score[order]
+    token_start = feats.row_start[cand_feature] + cand_start[order]
+    token_end = feats.row_start[cand_feature] + cand_end[order]
+    char_start = feats.start_char[token_start]
+    char_end = feats.end_char[token_end]
+
+    num_examples = len(example_ids)
+    best_score = np.full(num_examples, -np.inf)
+    best_score[cand_example[rank == 0]] = cand_score[rank == 0]
+    top = best_score.copy()
+    if version_2_with_negative:
+        cls = feats.cls_index
+        if ((cls < 0) | (cls >= feats.lengths)).any():
+            f = int(np.flatnonzero((cls < 0) | (cls >= feats.lengths))[0])
+            raise InvalidInputError(
+                f"feature {f} has cls_index {cls[f]} outside its {feats.lengths[f]} tokens",
+                fix="Rebuild the features with prepare_validation_features.",
+                record=feats.example_ids[f], field="cls_index")
+        rows = np.arange(num_features)
+        feature_null = (start_logits[rows, cls].astype(np.float64)
+                        + end_logits[rows, cls].astype(np.float64))
+        null_score = np.full(num_examples, np.inf)
+        np.minimum.at(null_score, feature_example, feature_null)
+        top = np.maximum(top, null_score)
+    # softmax over each example's n-best list (plus its null answer in v2.0)
+    weight = np.exp(cand_score - top[cand_example])
+    total = np.bincount(cand_example, weights=weight, minlength=num_examples)
+    if version_2_with_negative:
+        null_weight = np.exp(null_score - top)
+        total += null_weight
+
+    # strings, only for the final n-best lists
+    cand_text_args = zip(cand_example.tolist(), char_start.tolist(), char_end.tolist(),
+                         cand_score.tolist(), (weight / total[cand_example]).tolist())
+    n_best_lists: list[list[dict[str, Any]]] = [[] for _ in range(num_examples)]
+    span_bounds: list[tuple[int, int] | None] = [None] * num_examples
+    for e, lo, hi, score, probability in cand_text_args:
+        group = n_best_lists[e]
+        if not group:
+            span_bounds[e] = (lo, hi)
+        group.append({"text": contexts[e][lo:hi], "score": score, "probability": probability})
+
+    predictions: dict[str, dict[str, Any]] = {}
+    for e, example_id in enumerate(example_ids):
+        group = n_best_lists[e]
+        bounds = span_bounds[e]
+        span_text = group[0]["text"] if group else ""
+        span_score = float(best_score[e])
+        prediction = {"text": span_text, "score": span_score,
+                      "start": bounds[0] if bounds else None,
+                      "end": bounds[1] if bounds else None, "n_best": group}
+        if version_2_with_negative:
+            null = float(null_score[e])
+            # the null answer goes after the spans that score at least as high
+            at = sum(1 for c in group if c["score"] >= null)
+            group.insert(at, {"text": "", "score": null,
+                              "probability": float(null_weight[e] / total[e])})
+            diff = null - span_score
+            prediction.update(null_score=null, null_score_diff=diff,
+                              span_text=span_text, span_score=span_score)
+            if null > span_score + null_score_diff_threshold:
+                prediction.update(text="", score=null, start=None, end=None)
+        predictions[example_id] = prediction
+    return predictions
+
+
+def format_predictions(predictions: dict[str, dict[str, Any]],
+                       version_2_with_negative: bool) -> list[dict[str, Any]]:
+    """The list the `squad` / `squad_v2` metrics take, from `postprocess_predictions`.
+
+    v1.1: [{"id", "prediction_text"}], the chosen answer.
+
+    v2.0: [{"id", "prediction_text", "no_answer_probability"}] with the best NON-NULL span
+    as `prediction_text` and `null_score_diff` as `no_answer_probability`, as the official
+    v2.0 script reads BERT's null_odds.json. The metric then makes the null decision
+    itself (diff > `no_answer_threshold`), so pass it
+    `no_answer_threshold=null_score_diff_threshold` to get the exact/f1 of the chosen
+    answers; its best_exact_thresh / best_f1_thresh sweep over every diff and are directly
+    a `null_score_diff_threshold` to use. Hugging Face run_qa passes the already-decided
+    text with `no_answer_probability: 0.0`, which leaves the metric's best-threshold
+    search nothing to search; passing the decided text with the diff would let it lower
+    the threshold but never raise it, since a "" it cannot turn back into a span.
+    """
+    if not version_2_with_negative:
+        return [{"id": i, "prediction_text": p["text"]} for i, p in predictions.items()]
+    missing = next((i for i, p in predictions.items() if "null_score_diff" not in p), None)
+    if missing is not None:
+        raise InvalidInputError(
+            "predictions have no null_score_diff", record=missing, field="null_score_diff",
+            fix="Run postprocess_predictions with version_2_with_negative=True.")
+    return [{"id": i, "prediction_text": p["span_text"],
+             "no_answer_probability": p["null_score_diff"]} for i, p in predictions.items()]
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+
+class _Features:
+    """Flat numpy views of the feature columns: tokens of all features end to end."""
+
+    def __init__(self, example_ids: list[str], lengths: np.ndarray, in_context: np.ndarray,
+                 start_char: np.ndarray, end_char: np.ndarray, cls_index: np.ndarray):
+        self.example_ids = example_ids  # (F,)
+        self.lengths = lengths  # (F,) true number of tokens
+        self.row_start = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64)  # (F,)
+        self.in_context = in_context  # (T,) T = sum of lengths
+        self.start_char = start_char  # (T,) -1 outside the context
+        self.end_char = end_char  # (T,)
+        self.cls_index = cls_index  # (F,)
+
+
+def _table_columns(table: Any, names: tuple[str, ...], optional: tuple[str, ...], what: str):
+    """Columns of a dict of columns (lists) or a `datasets.Dataset` (pyarrow arrays)."""
+    if isinstance(table, Mapping):
+        present = set(table.keys())
+        get = table.__getitem__
+    elif hasattr(table, "with_format") and hasattr(table, "column_names"):
+        present = set(table.column_names)
+        # arrow format: whole columns without Python rows (and honouring select/shuffle)
+        get = table.with_format("arrow").__getitem__
+    else:
+        raise TypeError(f"{what} must be a datasets.Dataset or a dict of columns, "
+                        f"not {type(table).__name__}")
+    for name in names:
+        if name not in present:
+            raise InvalidInputError(
+                f"{what} have no {name!r} column (they have {sorted(present)})", field=name,
+                fix="Pass SQuAD examples with id/context and the features made from them "
+                    "by prepare_validation_features.")
+    return [get(n) if n in present else None for n in names + optional]
+
+
+def _to_list(column: Any) -> list:
+    return column.to_pylist() if isinstance(column, (pa.Array, pa.ChunkedArray)) else list(column)
+
+
+def _example_columns(examples: Any) -> tuple[list[str], list[str]]:
+    ids, contexts = _table_columns(examples, ("id", "context"), (), "examples")
+    ids, contexts = _to_list(ids), _to_list(contexts)
+    if len(ids) != len(contexts):
+        raise InvalidInputError(f"examples have {len(ids)} ids but {len(contexts)} contexts",
+                                fix="Pass columns of equal length.", field="context")
+    return ids, contexts
+
+
+def _feature_arrays(features: Any) -> _Features:
+    example_id, offsets, cls_index = _table_columns(
+        features, ("example_id", "offset_mapping"), ("cls_index",), "features")
+    example_ids = _to_list(example_id)
+    if not isinstance(offsets, (pa.Array, pa.ChunkedArray)):
+        offsets = pa.array(offsets if isinstance(offsets, list) else list(offsets))
+    if len(offsets) != len(example_ids):
+        raise InvalidInputError(
+            f"features have {len(example_ids)} example_ids but {len(offsets)} offset_mappings",
+            fix="Pass columns of equal length.", field="offset_mapping")
+    if offsets.null_count:
+        raise InvalidInputError("a feature has no offset_mapping (null)", field="offset_mapping",
+                                fix="Rebuild the features with prepare_validation_features.")
+    lengths = _numpy(pc.list_value_length(offsets), np.int64)
+    tokens = pc.list_flatten(offsets)  # one [start, end] or null per token
+    in_context = _numpy(tokens.is_valid(), bool)
+    start_char = _numpy(pc.fill_null(pc.list_element(tokens, 0), -1), np.int64)
+    end_char = _numpy(pc.fill_null(pc.list_element(tokens, 1), -1), np.int64)
+    if cls_index is None:
+        cls = np.zeros(len(example_ids), dtype=np.int64)
+    else:
+        cls = (_numpy(cls_index, np.int64) if isinstance(cls_index, (pa.Array, pa.ChunkedArray))
+               else np.asarray(list(cls_index), dtype=np.int64))
+        if len(cls) != len(example_ids):
+            raise InvalidInputError(
+                f"features have {len(example_ids)} example_ids but {len(cls)} cls_index",
+                fix="Pass columns of equal length.", field="cls_index")
+    return _Features(example_ids, lengths, in_context, start_char, end_char, cls)
+
+
+def _numpy(array: pa.Array | pa.ChunkedArray, dtype) -> np.ndarray:
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _feature_to_example(example_ids: list[str], feature_example_ids: list[str]) -> np.ndarray:
+    """(F,) index into the examples of each feature's example."""
+    index = {example_id: i for i, example_id in enumerate(example_ids)}
+    if len(index) != len(example_ids):
+        seen: set[str] = set()
+        dup = next(i for i in example_ids if i in seen or seen.add(i))
+        raise InvalidInputError("two examples share an id", record=dup, field="id",
+                                fix="Give every example its own id.")
+    out = np.fromiter((index.get(i, -1) for i in feature_example_ids), dtype=np.int64,
+                      count=len(feature_example_ids))
+    if (out < 0).any():
+        bad = feature_example_ids[int(np.flatnonzero(out < 0)[0])]
+        raise InvalidInputError(
+            f"feature example_id {bad!r} is not among the {len(example_ids)} examples",
+            record=bad, field="example_id",
+            fix="Pass the examples together with exactly the features built from them.")
+    counts = np.bincount(out, minlength=len(example_ids))
+    if (counts == 0).any():
+        bad = example_ids[int(np.flatnonzero(counts == 0)[0])]
+        raise InvalidInputError(
+            "example has no features", record=bad, field="id",
+            fix="Pass the examples together with exactly the features built from them.")
+    return out
+
+
+def _top_k(values: np.ndarray, k: int) -> np.ndarray:
+    """(rows, k) column indices of the k largest values per row, ascending by column.
+
+    Ties at the cut keep the smaller columns, so the choice does not depend on
+    argpartition's internal order.
+    """
+    rows, cols = values.shape
+    if k >= cols:
+        return np.broadcast_to(np.arange(cols), (rows, cols)).copy()
+    top = np.argpartition(-values, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(values, top, axis=1).min(axis=1)  # the k-th largest
+    # a value equal to the k-th largest may have been left out for a larger column
+    tied = ((values >= kth[:, None]).sum(axis=1) > k) & (kth > -np.inf)
+    if tied.any():
+        top[tied] = np.argsort(-values[tied], axis=1, kind="stable")[:, :k]
+    top.sort(axis=1)
+    return top
