@@ -12,9 +12,9 @@ details that change the figures, so each version is ported on its own terms:
 | a reference without a prediction | scores 0, counted in the total      | an error (the script fails on it too)      |
 | a reference without gold answers | an error (the script fails on it)   | unanswerable                               |
 
-Neither script scores anything else; this module raises ValueError instead of guessing: a
-prediction whose id is not among the references, a duplicated id, a missing key, a text that is
-not a string, a NaN probability, no references at all.
+Neither script scores anything else; this module raises InvalidInputError (a ValueError) instead
+of guessing: a prediction whose id is not among the references, a duplicated id, a missing key, a
+text that is not a string, a NaN probability, no references at all.
 
     from components.qa.metrics import compute_squad_metrics
     compute_squad_metrics(
@@ -34,6 +34,8 @@ import string
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from components.qa.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -113,12 +115,13 @@ def compute_squad_metrics(
     golds = _read_references(references)
     unknown = [qid for qid in texts if qid not in golds]
     if unknown:
-        raise ValueError(
-            f"{len(unknown)} prediction id(s) are not among the {len(golds)} references, "
-            f"e.g. {unknown[:3]}: pass the references of the same split and subset as the predictions"
+        raise InvalidInputError(
+            f"{len(unknown)} prediction id(s) are not among the {len(golds)} references, e.g. {unknown[:3]}",
+            fix="Pass the references of the same split and subset as the predictions.",
+            source="predictions", record=unknown[0], field="id",
         )
     if version_2_with_negative:
-        return _squad_v2(texts, no_answer_probs, golds, _threshold(no_answer_threshold))
+        return _squad_v2(texts, no_answer_probs, golds, _real(no_answer_threshold, None, None, "no_answer_threshold"))
     return _squad_v1(texts, golds)
 
 
@@ -128,9 +131,10 @@ def _squad_v1(texts: dict[str, str], golds: dict[str, list[str]]) -> dict:
     unanswered = []
     for qid, answers in golds.items():
         if not answers:
-            raise ValueError(
-                f"reference {qid!r}: answers['text'] is empty, and SQuAD v1.1 has no unanswerable "
-                "questions: pass version_2_with_negative=True (the 'squad_v2' metric) for v2.0 data"
+            raise InvalidInputError(
+                "no gold answer, and SQuAD v1.1 has no unanswerable questions",
+                fix="Score SQuAD v2.0 data with version_2_with_negative=True (the 'squad_v2' metric).",
+                source="references", record=qid, field="answers.text",
             )
         if qid not in texts:
             unanswered.append(qid)
@@ -154,10 +158,11 @@ def _squad_v2(
     if unanswered:
         # The script skips such a reference in get_raw_scores, then fails with a KeyError when it
         # averages the HasAns/NoAns subset the reference belongs to.
-        raise ValueError(
-            f"{len(unanswered)} of {len(golds)} references have no prediction, e.g. {unanswered[:3]}: "
-            "SQuAD v2.0 scores every reference; to abstain, predict '' or a no_answer_probability "
-            "above no_answer_threshold"
+        raise InvalidInputError(
+            f"{len(unanswered)} of {len(golds)} references have no prediction, e.g. {unanswered[:3]}",
+            fix="SQuAD v2.0 scores every reference: to abstain, predict '' (or a no_answer_probability "
+                "above no_answer_threshold).",
+            source="references", record=unanswered[0], field="id",
         )
     has_answer = {qid: bool(answers) for qid, answers in golds.items()}
     exact_raw, f1_raw = {}, {}
@@ -229,18 +234,18 @@ def _read_predictions(predictions: Iterable[Mapping], with_probability: bool) ->
     """Index the predictions by id, in their order (the threshold search breaks ties by it)."""
     texts, no_answer_probs = {}, {}
     for i, prediction in enumerate(predictions):
-        where = f"prediction {i}"
-        qid = _field(prediction, "id", where)
-        where = f"prediction {i} (id {qid!r})"
+        qid = _field(prediction, "id", "predictions", i, "Give every prediction its question's id.")
         if qid in texts:
-            raise ValueError(f"{where}: the id is predicted twice; keep one prediction per question")
-        texts[qid] = _text(_field(prediction, "prediction_text", where), f"{where}, 'prediction_text'")
+            raise InvalidInputError("the id is predicted twice", fix="Keep one prediction per question.",
+                                    source="predictions", record=qid, field="id")
+        text = _field(prediction, "prediction_text", "predictions", qid, "Give the answer text, '' for none.")
+        texts[qid] = _text(text, "predictions", qid, "prediction_text")
         if with_probability:
             probability = _field(
-                prediction, "no_answer_probability", where,
-                fix="SQuAD v2.0 needs the model's probability of no answer (0.0 if it never abstains)",
+                prediction, "no_answer_probability", "predictions", qid,
+                "SQuAD v2.0 needs the model's probability (or score) of no answer; 0.0 if it never abstains.",
             )
-            no_answer_probs[qid] = _real(probability, f"{where}, 'no_answer_probability'")
+            no_answer_probs[qid] = _real(probability, "predictions", qid, "no_answer_probability")
     return texts, no_answer_probs
 
 
@@ -248,41 +253,45 @@ def _read_references(references: Iterable[Mapping]) -> dict[str, list[str]]:
     """Index the gold answer texts by id, in reference order (the order the scripts sum in)."""
     golds = {}
     for i, reference in enumerate(references):
-        where = f"reference {i}"
-        qid = _field(reference, "id", where)
-        where = f"reference {i} (id {qid!r})"
+        qid = _field(reference, "id", "references", i, "Give every reference its question's id.")
         if qid in golds:
-            raise ValueError(f"{where}: the id appears twice in the references; keep one per question")
-        answers = _field(reference, "answers", where, fix='use {"text": [...], "answer_start": [...]}')
-        texts = _field(answers, "text", f"{where}, 'answers'", fix="the gold answer texts, [] if unanswerable")
+            raise InvalidInputError("the id appears twice", fix="Keep one reference per question.",
+                                    source="references", record=qid, field="id")
+        answers = _field(reference, "answers", "references", qid,
+                         'Give the gold answers as {"text": [...], "answer_start": [...]}.')
+        texts = _field(answers, "text", "references", qid, "Give the gold answer texts, [] if unanswerable.",
+                       field="answers.text")
         if isinstance(texts, (str, bytes)) or not isinstance(texts, Iterable):
-            raise ValueError(f"{where}: answers['text'] must be a list of strings, got {texts!r}")
-        golds[qid] = [_text(text, f"{where}, answers['text'][{j}]") for j, text in enumerate(texts)]
+            raise InvalidInputError(f"expected a list of strings, got {texts!r}", fix="Wrap a single answer in a list.",
+                                    source="references", record=qid, field="answers.text")
+        golds[qid] = [_text(text, "references", qid, f"answers.text[{j}]") for j, text in enumerate(texts)]
     if not golds:
-        raise ValueError("no references to score against: pass at least one")
+        raise InvalidInputError("no references", fix="Pass at least one reference to score against.",
+                                source="references")
     return golds
 
 
-def _field(record: Mapping, key: str, where: str, fix: str = ""):
-    """record[key], or a ValueError that names the record, the key and the fix."""
-    if not isinstance(record, Mapping):
-        raise ValueError(f"{where}: expected a dict with {key!r}, got {type(record).__name__}")
-    if key not in record:
-        raise ValueError(f"{where}: missing {key!r}" + (f": {fix}" if fix else ""))
-    return record[key]
+def _field(obj, key: str, source: str, record, fix: str, field: str | None = None):
+    """obj[key], or an error naming the record, the field and the fix."""
+    field = field or key
+    if not isinstance(obj, Mapping):
+        raise InvalidInputError(f"expected a dict with {key!r}, got {type(obj).__name__}", fix=fix,
+                                source=source, record=record, field=field)
+    if key not in obj:
+        raise InvalidInputError("missing", fix=fix, source=source, record=record, field=field)
+    return obj[key]
 
 
-def _text(value, where: str) -> str:
+def _text(value, source: str, record, field: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{where}: expected a string, got {value!r}")
+        raise InvalidInputError(f"expected a string, got {value!r}", fix="Pass answer texts as str.",
+                                source=source, record=record, field=field)
     return value
 
 
-def _real(value, where: str) -> float:
+def _real(value, source: str | None, record, field: str) -> float:
+    # inf is allowed: a null-score difference is infinite when no span is valid
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        raise ValueError(f"{where}: expected a real number, got {value!r}")
+        raise InvalidInputError(f"expected a real number, got {value!r}", fix="Pass a float (not NaN).",
+                                source=source, record=record, field=field)
     return float(value)
-
-
-def _threshold(value) -> float:
-    return _real(value, "no_answer_threshold")

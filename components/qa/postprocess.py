@@ -41,6 +41,8 @@ per chunk of examples together with exactly their features (the evaluate step do
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections.abc import Mapping
 from typing import Any
 
@@ -125,112 +127,33 @@ def postprocess_predictions(
             fix="Pad the logits to the longest feature, not beyond the model output.",
             record=feats.example_ids[f], field="offset_mapping")
     feature_example = _feature_to_example(example_ids, feats.example_ids)  # (F,)
-
-    # (F, L) scores with everything that cannot start or end an answer at -inf
-    token = np.arange(width)
-    valid = np.zeros((num_features, width), dtype=bool)
-    row_of_token = np.repeat(np.arange(num_features), feats.lengths)
-    valid[row_of_token, np.arange(len(row_of_token)) - feats.row_start[row_of_token]] = (
-        feats.in_context)
-    start = np.where(valid, start_logits, -np.inf).astype(np.float64, copy=False)
-    end = np.where(valid, end_logits, -np.inf).astype(np.float64, copy=False)
-    if np.isnan(start).any() or np.isnan(end).any():
-        raise InvalidInputError("the logits hold NaN at context tokens",
-                                fix="Check the model output (an fp16 overflow?).",
-                                field="start_logits")
-
-    # per feature: the k best starts and ends, then their k x k pairs
-    k = min(n_best, width)
-    top_start = _top_k(start, k)  # (F, k) token positions, ascending
-    top_end = _top_k(end, k)  # (F, k)
-    start_score = np.take_along_axis(start, top_start, axis=1)
-    end_score = np.take_along_axis(end, top_end, axis=1)
-    length = top_end[:, None, :] - top_start[:, :, None] + 1  # (F, k, k)
-    pair_score = start_score[:, :, None] + end_score[:, None, :]  # (F, k, k), -inf if invalid
-    pair_score[(length < 1) | (length > max_answer_length)] = -np.inf
-    # a pair's flat index orders it by (start, end) since both top lists ascend
-    pair_score = pair_score.reshape(num_features, k * k)
-    best_pairs = _top_k(pair_score, min(n_best, k * k))  # (F, m)
-    cand_score = np.take_along_axis(pair_score, best_pairs, axis=1)
-    cand_start = np.take_along_axis(top_start, best_pairs // k, axis=1)
-    cand_end = np.take_along_axis(top_end, best_pairs % k, axis=1)
-
-    # group by example: sort by (example, -score, feature, start, end), keep n_best each
-    keep = np.isfinite(cand_score)
-    cand_feature = np.broadcast_to(np.arange(num_features)[:, None], keep.shape)[keep]
-    cand_score, cand_start, cand_end = cand_score[keep], cand_start[keep], cand_end[keep]
-    cand_example = feature_example[cand_feature]
-    order = np.lexsort((cand_end, cand_start, cand_feature, -cand_score, cand_example))
-    cand_example = cand_example[order]
-    first = np.flatnonzero(np.r_[True, cand_example[1:] != cand_example[:-1]])
-    group_size = np.diff(np.r_[first, len(cand_example)])
-    rank = np.arange(len(cand_example)) - np.repeat(first, group_size)
-    in_list = rank < n_best
-    order, cand_example, rank = order[in_list], cand_example[in_list], rank[in_list]
-    cand_feature, cand_score = cand_feature[order], cand_score[order]
-    token_start = feats.row_start[cand_feature] + cand_start[order]
-    token_end = feats.row_start[cand_feature] + cand_end[order]
-    char_start = feats.start_char[token_start]
-    char_end = feats.end_char[token_end]
-
-    num_examples = len(example_ids)
-    best_score = np.full(num_examples, -np.inf)
-    best_score[cand_example[rank == 0]] = cand_score[rank == 0]
-    top = best_score.copy()
     if version_2_with_negative:
-        cls = feats.cls_index
-        if ((cls < 0) | (cls >= feats.lengths)).any():
-            f = int(np.flatnonzero((cls < 0) | (cls >= feats.lengths))[0])
-            raise InvalidInputError(
-                f"feature {f} has cls_index {cls[f]} outside its {feats.lengths[f]} tokens",
-                fix="Rebuild the features with prepare_validation_features.",
-                record=feats.example_ids[f], field="cls_index")
-        rows = np.arange(num_features)
-        feature_null = (start_logits[rows, cls].astype(np.float64)
-                        + end_logits[rows, cls].astype(np.float64))
-        null_score = np.full(num_examples, np.inf)
-        np.minimum.at(null_score, feature_example, feature_null)
-        top = np.maximum(top, null_score)
-    # softmax over each example's n-best list (plus its null answer in v2.0)
-    weight = np.exp(cand_score - top[cand_example])
-    total = np.bincount(cand_example, weights=weight, minlength=num_examples)
-    if version_2_with_negative:
-        null_weight = np.exp(null_score - top)
-        total += null_weight
+        null_score = _null_scores(feats, feature_example, len(example_ids),
+                                  start_logits, end_logits)
 
-    # strings, only for the final n-best lists
-    cand_text_args = zip(cand_example.tolist(), char_start.tolist(), char_end.tolist(),
-                         cand_score.tolist(), (weight / total[cand_example]).tolist())
-    n_best_lists: list[list[dict[str, Any]]] = [[] for _ in range(num_examples)]
-    span_bounds: list[tuple[int, int] | None] = [None] * num_examples
-    for e, lo, hi, score, probability in cand_text_args:
-        group = n_best_lists[e]
-        if not group:
-            span_bounds[e] = (lo, hi)
-        group.append({"text": contexts[e][lo:hi], "score": score, "probability": probability})
+    # (F, L) logits with everything that cannot start or end an answer at -inf
+    if (feats.lengths == width).all():
+        valid = feats.in_context.reshape(num_features, width)
+    else:
+        valid = np.zeros((num_features, width), dtype=bool)
+        valid[np.arange(width) < feats.lengths[:, None]] = feats.in_context  # row-major order
+    start = np.where(valid, start_logits, -np.inf)
+    end = np.where(valid, end_logits, -np.inf)
 
-    predictions: dict[str, dict[str, Any]] = {}
-    for e, example_id in enumerate(example_ids):
-        group = n_best_lists[e]
-        bounds = span_bounds[e]
-        span_text = group[0]["text"] if group else ""
-        span_score = float(best_score[e])
-        prediction = {"text": span_text, "score": span_score,
-                      "start": bounds[0] if bounds else None,
-                      "end": bounds[1] if bounds else None, "n_best": group}
-        if version_2_with_negative:
-            null = float(null_score[e])
-            # the null answer goes after the spans that score at least as high
-            at = sum(1 for c in group if c["score"] >= null)
-            group.insert(at, {"text": "", "score": null,
-                              "probability": float(null_weight[e] / total[e])})
-            diff = null - span_score
-            prediction.update(null_score=null, null_score_diff=diff,
-                              span_text=span_text, span_score=span_score)
-            if null > span_score + null_score_diff_threshold:
-                prediction.update(text="", score=null, start=None, end=None)
-        predictions[example_id] = prediction
-    return predictions
+    feature, tok_start, tok_end, score = _feature_candidates(start, end, n_best,
+                                                             max_answer_length)
+    example = feature_example[feature]
+    order = _example_order(example, score, feature_example)
+    example = example[order]
+    first = np.flatnonzero(np.r_[True, example[1:] != example[:-1]])  # of each example
+    rank = np.arange(len(example)) - np.repeat(first, np.diff(np.r_[first, len(example)]))
+    order, example = order[rank < n_best], example[rank < n_best]
+    feature, score = feature[order], score[order]
+    char_start, _ = feats.chars(feats.row_start[feature] + tok_start[order])
+    _, char_end = feats.chars(feats.row_start[feature] + tok_end[order])
+    return _predictions(example_ids, contexts, example, score, char_start, char_end,
+                        null_score if version_2_with_negative else None,
+                        null_score_diff_threshold)
 
 
 def format_predictions(predictions: dict[str, dict[str, Any]],
@@ -265,18 +188,175 @@ def format_predictions(predictions: dict[str, dict[str, Any]],
 # helpers
 
 
-class _Features:
-    """Flat numpy views of the feature columns: tokens of all features end to end."""
+def _null_scores(feats: "_Features", feature_example: np.ndarray, num_examples: int,
+                 start_logits: np.ndarray, end_logits: np.ndarray) -> np.ndarray:
+    """(E,) MIN over each example's windows of start_logits[cls] + end_logits[cls]."""
+    cls = feats.cls_index
+    outside = (cls < 0) | (cls >= feats.lengths)
+    if outside.any():
+        f = int(np.flatnonzero(outside)[0])
+        raise InvalidInputError(
+            f"feature {f} has cls_index {cls[f]} outside its {feats.lengths[f]} tokens",
+            fix="Rebuild the features with prepare_validation_features.",
+            record=feats.example_ids[f], field="cls_index")
+    rows = np.arange(len(cls))
+    feature_null = (start_logits[rows, cls].astype(np.float64)
+                    + end_logits[rows, cls].astype(np.float64))
+    null_score = np.full(num_examples, np.inf)
+    np.minimum.at(null_score, feature_example, feature_null)
+    return null_score
 
-    def __init__(self, example_ids: list[str], lengths: np.ndarray, in_context: np.ndarray,
-                 start_char: np.ndarray, end_char: np.ndarray, cls_index: np.ndarray):
+
+def _feature_candidates(start: np.ndarray, end: np.ndarray, n_best: int,
+                        max_answer_length: int) -> tuple[np.ndarray, ...]:
+    """The n_best best spans of every feature, flat: (feature, start, end, score) arrays.
+
+    `start`/`end` are (F, L) logits with -inf wherever a span cannot start or end. The
+    spans come by feature, and in a feature by (-score, start token, end token); scores
+    are float64 sums.
+    """
+    if np.isnan(start).any() or np.isnan(end).any():
+        raise InvalidInputError("the logits hold NaN at context tokens",
+                                fix="Check the model output (an fp16 overflow?).",
+                                field="start_logits")
+    num_features, width = start.shape
+    k = min(n_best, width)
+    top_start = _top_k(start, k)  # (F, k) token positions, ascending
+    top_end = _top_k(end, k)  # (F, k)
+    start_score = np.take_along_axis(start, top_start, axis=1).astype(np.float64)
+    end_score = np.take_along_axis(end, top_end, axis=1).astype(np.float64)
+    # end - start must lie in [0, max_answer_length): one unsigned compare catches end < start
+    top_start, top_end = top_start.astype(np.int32), top_end.astype(np.int32)
+    span = top_end[:, None, :] - top_start[:, :, None]  # (F, k, k)
+    ok = span.view(np.uint32) < max_answer_length
+    pair_score = np.full((num_features, k, k), -np.inf)
+    np.add(start_score[:, :, None], end_score[:, None, :], out=pair_score, where=ok)
+    # a pair's flat index orders it by (start, end), since both top lists ascend
+    pair_score = pair_score.reshape(num_features, k * k)
+    best = _top_k(pair_score, min(n_best, k * k))  # (F, m)
+    score = np.take_along_axis(pair_score, best, axis=1)
+    by_score = np.argsort(-score, axis=1, kind="stable")  # ties stay in (start, end) order
+    best = np.take_along_axis(best, by_score, axis=1)
+    score = np.take_along_axis(score, by_score, axis=1)
+    found = score > -np.inf
+    feature = np.broadcast_to(np.arange(num_features)[:, None], found.shape)[found]
+    return (feature, np.take_along_axis(top_start, best // k, axis=1)[found],
+            np.take_along_axis(top_end, best % k, axis=1)[found], score[found])
+
+
+def _example_order(example: np.ndarray, score: np.ndarray,
+                   feature_example: np.ndarray) -> np.ndarray:
+    """Order of the candidates by (example, -score), stable.
+
+    The candidates come by feature and in a feature already by (-score, start, end), so a
+    stable sort breaks ties by (feature, start, end), as documented. When the features
+    come by example (prepare_validation_features makes them so), only the candidates of
+    examples with several windows need sorting.
+    """
+    if (np.diff(feature_example) < 0).any():
+        return np.lexsort((-score, example))
+    windows = np.bincount(feature_example)
+    several = np.flatnonzero(windows[example] > 1)
+    order = np.arange(len(example))
+    # their blocks are contiguous and stay in place: sort within them
+    order[several] = several[np.lexsort((-score[several], example[several]))]
+    return order
+
+
+def _predictions(example_ids: list[str], contexts: list[str], example: np.ndarray,
+                 score: np.ndarray, char_start: np.ndarray, char_end: np.ndarray,
+                 null_score: np.ndarray | None, null_score_diff_threshold: float
+                 ) -> dict[str, dict[str, Any]]:
+    """The returned dicts, from the final n-best spans sorted by (example, rank)."""
+    num_examples = len(example_ids)
+    bounds = np.searchsorted(example, np.arange(num_examples + 1))  # (E + 1,) of each list
+    has_span = bounds[1:] > bounds[:-1]
+    best_score = np.full(num_examples, -np.inf)
+    best_score[has_span] = score[bounds[:-1][has_span]]
+    # softmax over each n-best list (with the null answer in v2.0)
+    top = best_score if null_score is None else np.maximum(best_score, null_score)
+    weight = np.exp(score - top[example])
+    total = np.bincount(example, weights=weight, minlength=num_examples)
+    if null_score is not None:
+        null_weight = np.exp(null_score - top)
+        total += null_weight
+        null_probability = (null_weight / total).tolist()
+        # the null answer goes after the spans scoring at least as much
+        null_at = np.bincount(example, weights=score >= null_score[example],
+                              minlength=num_examples).astype(int).tolist()
+    lo, hi = char_start.tolist(), char_end.tolist()
+    probability = (weight / total[example]).tolist()
+    predictions: dict[str, dict[str, Any]] = {}
+    with _gc_paused():  # ~20 dicts per example, none in a cycle
+        texts = [contexts[e][a:b] for e, a, b in zip(example.tolist(), lo, hi)]
+        entries = [{"text": t, "score": s, "probability": p}
+                   for t, s, p in zip(texts, score.tolist(), probability)]
+        for e, (example_id, a, b) in enumerate(zip(example_ids, bounds[:-1].tolist(),
+                                                   bounds[1:].tolist())):
+            n_best = entries[a:b]
+            span_score = float(best_score[e])
+            prediction = {"text": texts[a] if a < b else "", "score": span_score,
+                          "start": lo[a] if a < b else None, "end": hi[a] if a < b else None,
+                          "n_best": n_best}
+            if null_score is not None:
+                null = float(null_score[e])
+                n_best.insert(null_at[e], {"text": "", "score": null,
+                                           "probability": null_probability[e]})
+                prediction.update(null_score=null, null_score_diff=null - span_score,
+                                  span_text=prediction["text"], span_score=span_score)
+                if null > span_score + null_score_diff_threshold:
+                    prediction.update(text="", score=null, start=None, end=None)
+            predictions[example_id] = prediction
+    return predictions
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector: building a few hundred thousand small dicts
+    otherwise triggers collections over the caller's whole heap (with datasets and
+    transformers loaded, a third of the time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _Features:
+    """The feature columns as numpy: per feature, and per token of all features end to end.
+
+    Character offsets stay in the Arrow buffers they came in; `chars` reads only the
+    tokens asked for.
+    """
+
+    def __init__(self, example_ids: list[str], offsets: pa.ChunkedArray, cls_index: np.ndarray):
         self.example_ids = example_ids  # (F,)
-        self.lengths = lengths  # (F,) true number of tokens
-        self.row_start = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64)  # (F,)
-        self.in_context = in_context  # (T,) T = sum of lengths
-        self.start_char = start_char  # (T,) -1 outside the context
-        self.end_char = end_char  # (T,)
         self.cls_index = cls_index  # (F,)
+        lengths, in_context = [], []
+        self._chunks = []  # (first token, token -> value index (T_c + 1,), values) per chunk
+        first = 0
+        for chunk in offsets.chunks:
+            tokens = chunk.flatten()  # one [start, end] or null per token, slice-aware
+            lengths.append(pc.list_value_length(chunk).to_numpy(zero_copy_only=False))
+            in_context.append(tokens.is_valid().to_numpy(zero_copy_only=False))
+            self._chunks.append((first, tokens.offsets.to_numpy(), tokens.values.to_numpy()))
+            first += len(tokens)
+        self.lengths = np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, int)
+        self.row_start = np.r_[0, np.cumsum(self.lengths)[:-1]]  # (F,) first token of each
+        self.in_context = np.concatenate(in_context) if in_context else np.zeros(0, bool)
+
+    def chars(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end character of each of these (context) tokens."""
+        starts = np.empty(len(tokens), dtype=np.int64)
+        ends = np.empty(len(tokens), dtype=np.int64)
+        chunk = np.searchsorted([c[0] for c in self._chunks], tokens, side="right") - 1
+        for c, (first, value_index, values) in enumerate(self._chunks):
+            mine = chunk == c
+            at = value_index[tokens[mine] - first]
+            starts[mine], ends[mine] = values[at], values[at + 1]
+        return starts, ends
 
 
 def _table_columns(table: Any, names: tuple[str, ...], optional: tuple[str, ...], what: str):
@@ -319,6 +399,17 @@ def _feature_arrays(features: Any) -> _Features:
     example_ids = _to_list(example_id)
     if not isinstance(offsets, (pa.Array, pa.ChunkedArray)):
         offsets = pa.array(offsets if isinstance(offsets, list) else list(offsets))
+    if isinstance(offsets, pa.Array):
+        offsets = pa.chunked_array([offsets])
+    if not (pa.types.is_list(offsets.type) and pa.types.is_list(offsets.type.value_type)
+            and pa.types.is_integer(offsets.type.value_type.value_type)):
+        try:  # e.g. fixed-size pairs, or offsets stored as large lists
+            offsets = offsets.cast(pa.list_(pa.list_(pa.int64())))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+            raise InvalidInputError(
+                f"offset_mapping has type {offsets.type}, expected lists of [start, end] or None",
+                fix="Rebuild the features with prepare_validation_features.",
+                field="offset_mapping") from err
     if len(offsets) != len(example_ids):
         raise InvalidInputError(
             f"features have {len(example_ids)} example_ids but {len(offsets)} offset_mappings",
@@ -326,11 +417,6 @@ def _feature_arrays(features: Any) -> _Features:
     if offsets.null_count:
         raise InvalidInputError("a feature has no offset_mapping (null)", field="offset_mapping",
                                 fix="Rebuild the features with prepare_validation_features.")
-    lengths = _numpy(pc.list_value_length(offsets), np.int64)
-    tokens = pc.list_flatten(offsets)  # one [start, end] or null per token
-    in_context = _numpy(tokens.is_valid(), bool)
-    start_char = _numpy(pc.fill_null(pc.list_element(tokens, 0), -1), np.int64)
-    end_char = _numpy(pc.fill_null(pc.list_element(tokens, 1), -1), np.int64)
     if cls_index is None:
         cls = np.zeros(len(example_ids), dtype=np.int64)
     else:
@@ -340,7 +426,14 @@ def _feature_arrays(features: Any) -> _Features:
             raise InvalidInputError(
                 f"features have {len(example_ids)} example_ids but {len(cls)} cls_index",
                 fix="Pass columns of equal length.", field="cls_index")
-    return _Features(example_ids, lengths, in_context, start_char, end_char, cls)
+    feats = _Features(example_ids, offsets, cls)
+    pairs = np.concatenate([np.diff(c[1])[feats.in_context[c[0]:c[0] + len(c[1]) - 1]]
+                            for c in feats._chunks]) if feats._chunks else np.zeros(0)
+    if (pairs != 2).any():
+        raise InvalidInputError("an offset_mapping entry is not a [start, end] pair",
+                                fix="Rebuild the features with prepare_validation_features.",
+                                field="offset_mapping")
+    return feats
 
 
 def _numpy(array: pa.Array | pa.ChunkedArray, dtype) -> np.ndarray:
@@ -383,10 +476,13 @@ def _top_k(values: np.ndarray, k: int) -> np.ndarray:
     rows, cols = values.shape
     if k >= cols:
         return np.broadcast_to(np.arange(cols), (rows, cols)).copy()
-    top = np.argpartition(-values, k - 1, axis=1)[:, :k]
+    # partition the negated values at k: the k largest come first, then the (k+1)-th
+    # (negated, the many -inf of masked rows sit at the far end, which suits introselect)
+    part = np.argpartition(-values, k, axis=1)
+    top = part[:, :k]
     kth = np.take_along_axis(values, top, axis=1).min(axis=1)  # the k-th largest
-    # a value equal to the k-th largest may have been left out for a larger column
-    tied = ((values >= kth[:, None]).sum(axis=1) > k) & (kth > -np.inf)
+    next_ = np.take_along_axis(values, part[:, k:k + 1], axis=1)[:, 0]
+    tied = (next_ == kth) & (kth > -np.inf)  # which of the equal values to keep is open
     if tied.any():
         top[tied] = np.argsort(-values[tied], axis=1, kind="stable")[:, :k]
     top.sort(axis=1)

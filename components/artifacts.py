@@ -1,0 +1,30 @@
+"""Publish an artifact directory only once it is complete.
+
+A step that dies half-way must not leave a directory that a later cached run
+could take for a finished artifact: everything is written next to the target
+and renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def published(path: str) -> Iterator[str]:
+    """Yield a scratch directory that becomes `path` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent)
+    try:
+        yield scratch
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        os.replace(scratch, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

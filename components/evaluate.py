@@ -1,0 +1,37 @@
+"""evaluate: predict on the validation features, post-process, score SQuAD EM/F1, write a report."""
+
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+
+
+def evaluate(
+    model: Input[Model],
+    validation_data: Input[Dataset],
+    validation_features: Input[Dataset],
+    n_best: int,
+    max_answer_length: int,
+    batch_size: int,
+    metrics: Output[Metrics],
+    predictions: Output[Dataset],
+    report: Output[Markdown],
+):
+    import json
+
+    import datasets
+
+    from components.qa.inference import evaluate_qa_model, load_qa_model
+    from components.report import evaluation_report
+
+    examples = datasets.load_from_disk(validation_data.path)
+    features = datasets.load_from_disk(validation_features.path)
+    qa_model = load_qa_model(model.path)
+    scores, answers = evaluate_qa_model(qa_model, examples, features, batch_size=batch_size,
+                                        n_best=n_best, max_answer_length=max_answer_length)
+    for name, value in scores.items():
+        metrics.log_metric(name, value)
+    with open(predictions.path, "w", encoding="utf-8") as f:
+        for example_id, answer in answers.items():
+            f.write(json.dumps({"id": example_id, **answer}, ensure_ascii=False) + "\n")
+    predictions.metadata.update({"format": "jsonl", "rows": len(answers)})
+    with open(report.path, "w", encoding="utf-8") as f:
+        f.write(evaluation_report(scores, examples, answers))
+    print(json.dumps(scores, indent=2), flush=True)

@@ -1,0 +1,37 @@
+"""Shared body of the two preprocess components: SQuAD examples on disk -> features on disk."""
+
+from __future__ import annotations
+
+import datasets
+from transformers import AutoTokenizer
+
+from components.artifacts import published
+from components.qa.features import prepare_train_features, prepare_validation_features
+from components.qa.squad_io import fingerprint
+
+BUILDERS = {"train": prepare_train_features, "validation": prepare_validation_features}
+
+
+def featurize(data_path: str, model_path: str, out_path: str, split: str,
+              max_length: int, doc_stride: int) -> dict:
+    """Build unpadded features for `split` and save them as Arrow; return artifact metadata."""
+    examples = datasets.load_from_disk(data_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    limit = tokenizer.model_max_length
+    if max_length > limit:
+        raise ValueError(f"max_length={max_length} exceeds the model's limit of {limit} tokens; "
+                         f"lower max_length to at most {limit}.")
+    features = examples.map(
+        BUILDERS[split], batched=True, remove_columns=examples.column_names,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "doc_stride": doc_stride},
+        desc=f"{split} features", keep_in_memory=True)
+    with published(out_path) as tmp:
+        features.save_to_disk(tmp)
+    lengths = [len(ids) for ids in features["input_ids"]]
+    return {
+        "features": len(features), "examples": len(examples),
+        "windows_per_example": round(len(features) / max(len(examples), 1), 4),
+        "max_length": max_length, "doc_stride": doc_stride,
+        "mean_tokens": round(sum(lengths) / max(len(lengths), 1), 2),
+        "tokenizer": type(tokenizer).__name__, "fingerprint": fingerprint(features),
+    }

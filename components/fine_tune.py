@@ -1,0 +1,43 @@
+"""fine-tune: Hugging Face Trainer on the train features; save_pretrained model, metrics, TensorBoard."""
+
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+
+def fine_tune(
+    train_features: Input[Dataset],
+    base_model: Input[Model],
+    learning_rate: float,
+    num_train_epochs: float,
+    max_steps: int,
+    batch_size: int,
+    weight_decay: float,
+    warmup_fraction: float,
+    seed: int,
+    precision: str,
+    checkpoint_dir: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    tensorboard: Output[Artifact],
+):
+    import datasets
+
+    from components.artifacts import published
+    from components.qa.training import TrainConfig, train_qa_model
+
+    config = TrainConfig(learning_rate=learning_rate, num_train_epochs=num_train_epochs,
+                         max_steps=max_steps, per_device_train_batch_size=batch_size,
+                         weight_decay=weight_decay, warmup_fraction=warmup_fraction, seed=seed,
+                         precision=precision)
+    features = datasets.load_from_disk(train_features.path)
+    with published(model.path) as model_dir, published(tensorboard.path) as logs:
+        result = train_qa_model(base_model.path, features, model_dir, config, logging_dir=logs,
+                                checkpoint_dir=checkpoint_dir or None)
+    for name, value in result.items():
+        metrics.log_metric(name, value)
+    model.metadata.update({"framework": "transformers", "base_model": base_model.metadata.get("model"),
+                           "base_revision": base_model.metadata.get("revision"),
+                           "train_fingerprint": train_features.metadata.get("fingerprint"),
+                           "hyperparameters": {**config.as_dict(),
+                                               "max_length": train_features.metadata.get("max_length"),
+                                               "doc_stride": train_features.metadata.get("doc_stride")}})
+    tensorboard.metadata["display_name"] = "TensorBoard logs"

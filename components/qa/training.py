@@ -1,0 +1,409 @@
+"""Fine-tune a BERT-family encoder for extractive QA with the Hugging Face Trainer.
+
+    from components.qa.training import TrainConfig, train_qa_model
+    metrics = train_qa_model("bert-base-uncased", train_features, "out/model",
+                             TrainConfig(num_train_epochs=2), logging_dir="out/tensorboard")
+
+`train_features` is the output of `prepare_train_features` (a `datasets.Dataset`).
+`output_dir` ends up in the Hugging Face layout (config.json, model.safetensors,
+tokenizer files, training_args.json), loadable with `from_pretrained`. Several GPUs:
+launch the same code with `torchrun --nproc-per-node N script.py`; the Trainer runs
+DDP and only rank 0 writes.
+
+Where the speed comes from (each one a `TrainConfig` field):
+- dynamic padding: the collator pads each batch to its own longest feature (rounded
+  up to a multiple of 8 for tensor cores), not to max_length;
+- length grouping: the sampler draws batches of similar lengths
+  (`train_sampling_strategy="group_by_length"`), reading the lengths from a `length`
+  column this module adds, so the padding left in a batch is small;
+- bf16 autocast on GPUs that have it (fp16 with loss scaling on older ones), TF32
+  matmuls, fused AdamW, SDPA attention, two data loader workers.
+
+`TrainConfig.baseline()` switches the first three off (every batch padded to
+max_length, random batches, fp32): the same code path, for benchmarks.
+
+Checkpoints (`save_steps`) go to `checkpoint_dir` (default `output_dir`); a run that
+finds one there resumes from the latest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import TrainerCallback
+
+from components.qa.errors import InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+LENGTH_COLUMN = "length"  # number of real (non-padding) tokens per feature
+REQUIRED_COLUMNS = ("input_ids", "attention_mask", "start_positions", "end_positions")
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _cuda_capability() -> tuple[int, int]:
+    import torch
+
+    return torch.cuda.get_device_capability() if torch.cuda.is_available() else (0, 0)
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters and speed settings of one fine-tuning run."""
+
+    # optimisation (the BERT SQuAD recipe)
+    learning_rate: float = _f(3e-5, "Peak learning rate of AdamW.")
+    num_train_epochs: float = _f(2.0, "Passes over the training features.")
+    max_steps: int = _f(-1, "Optimizer steps to run; overrides num_train_epochs when > 0.")
+    per_device_train_batch_size: int = _f(48, "Features per batch on each device.")
+    gradient_accumulation_steps: int = _f(1, "Batches accumulated into one optimizer step.")
+    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
+    warmup_fraction: float = _f(0.1, "Fraction of the steps with a linear warmup, in [0, 1).")
+    lr_scheduler_type: str = _f("linear", "Learning-rate schedule after warmup.")
+    optim: str = _f("auto", "Optimizer; auto = adamw_torch_fused on CUDA, adamw_torch on CPU.")
+    seed: int = _f(42, "Seed of the QA head initialisation, sampling and dropout.")
+
+    # speed
+    precision: str = _f("auto", "auto (bf16 on Ampere+, fp16 on older GPUs, fp32 on CPU), "
+                                "bf16, fp16 (CUDA only, with loss scaling) or fp32.")
+    group_by_length: bool = _f(True, "Batch features of similar lengths together.")
+    pad_to_multiple_of: int = _f(8, "Round each batch's padded length up to a multiple of this.")
+    pad_to_max_length: bool = _f(False, "Baseline: pad every batch to max_length instead of "
+                                        "its longest feature.")
+    max_length: int = _f(384, "The max_length the features were built with "
+                              "(used by pad_to_max_length).")
+    dataloader_num_workers: int | str = _f("auto", "Data loader processes; auto = 2 on GPU, 0 on CPU.")
+    torch_compile: bool = _f(False, "Compile the model with torch.compile (recompiles per "
+                                    "padded length at first).")
+    gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
+    tf32: bool = _f(True, "TF32 matmuls on Ampere+ GPUs (ignored elsewhere).")
+    attn_implementation: str = _f("sdpa", "Attention kernel: sdpa, eager, flash_attention_2, ...")
+
+    # logging and checkpoints
+    logging_steps: int = _f(50, "Log loss and learning rate every this many steps.")
+    save_steps: int = _f(500, "Checkpoint every this many steps (0: no checkpoints).")
+    save_total_limit: int = _f(2, "Checkpoints kept; older ones are deleted.")
+    report_to: str = _f("tensorboard", "Where the Trainer reports: tensorboard or none.")
+
+    def __post_init__(self):
+        def bad(field_name: str, problem: str, fix: str):
+            raise InvalidInputError(problem, fix=fix, source="TrainConfig", field=field_name)
+
+        if not self.learning_rate > 0:
+            bad("learning_rate", f"learning_rate={self.learning_rate} must be > 0",
+                "Use e.g. 3e-5 for BERT-base, 1e-4 to 3e-4 for small models.")
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps",
+                     "pad_to_multiple_of", "max_length", "logging_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                bad(name, f"{name}={value!r} must be a positive integer",
+                    f"Pass {name} >= 1.")
+        if self.max_steps <= 0 and not self.num_train_epochs > 0:
+            bad("num_train_epochs", f"num_train_epochs={self.num_train_epochs} with "
+                f"max_steps={self.max_steps} trains nothing",
+                "Set num_train_epochs > 0, or max_steps > 0 to count steps instead.")
+        if self.weight_decay < 0:
+            bad("weight_decay", f"weight_decay={self.weight_decay} must be >= 0",
+                "Use 0.01 (or 0 to disable).")
+        if not 0 <= self.warmup_fraction < 1:
+            bad("warmup_fraction", f"warmup_fraction={self.warmup_fraction} must be in [0, 1)",
+                "Give a fraction of the training steps, e.g. 0.1.")
+        from transformers import SchedulerType
+
+        schedules = [s.value for s in SchedulerType]
+        if self.lr_scheduler_type not in schedules:
+            bad("lr_scheduler_type", f"unknown lr_scheduler_type {self.lr_scheduler_type!r}",
+                f"Use one of {schedules}.")
+        if self.precision not in PRECISIONS:
+            bad("precision", f"unknown precision {self.precision!r}", f"Use one of {PRECISIONS}.")
+        if self.precision == "fp16" and not _cuda():
+            bad("precision", "fp16 mixed precision needs a CUDA GPU and none is visible",
+                "Use precision='auto' (fp32 on CPU) or 'bf16'.")
+        if self.precision == "bf16" and _cuda() and _cuda_capability() < (8, 0):
+            bad("precision", f"bf16 needs an Ampere or newer GPU; this one has compute "
+                f"capability {'.'.join(map(str, _cuda_capability()))}",
+                "Use precision='fp16' (with loss scaling) or 'auto'.")
+        workers = self.dataloader_num_workers
+        if workers != "auto" and (not isinstance(workers, int) or isinstance(workers, bool)
+                                  or workers < 0):
+            bad("dataloader_num_workers", f"dataloader_num_workers={workers!r} must be 'auto' "
+                "or an integer >= 0", "Use 'auto', 0 (main process) or e.g. 2.")
+        if self.save_steps < 0:
+            bad("save_steps", f"save_steps={self.save_steps} must be >= 0",
+                "Use 0 for no checkpoints, or e.g. 500.")
+        if self.save_total_limit < 1:
+            bad("save_total_limit", f"save_total_limit={self.save_total_limit} must be >= 1",
+                "Keep at least the latest checkpoint, e.g. 2.")
+        if self.report_to not in ("tensorboard", "none"):
+            bad("report_to", f"unknown report_to {self.report_to!r}", "Use 'tensorboard' or 'none'.")
+
+    @classmethod
+    def baseline(cls, **overrides: Any) -> TrainConfig:
+        """The slow reference: every batch padded to max_length, random batches, fp32."""
+        return cls(**{"pad_to_max_length": True, "group_by_length": False, "precision": "fp32",
+                      **overrides})
+
+    def resolved_precision(self) -> str:
+        """bf16, fp16 or fp32: what `precision` means on this machine."""
+        if self.precision != "auto":
+            return self.precision
+        if not _cuda():
+            return "fp32"
+        return "bf16" if _cuda_capability() >= (8, 0) else "fp16"
+
+    def training_arguments(self, output_dir: str):
+        """The `TrainingArguments` of this config on this machine."""
+        from transformers import TrainingArguments
+
+        cuda = _cuda()
+        precision = self.resolved_precision()
+        workers = (2 if cuda else 0) if self.dataloader_num_workers == "auto" else self.dataloader_num_workers
+        return TrainingArguments(
+            output_dir=output_dir,
+            learning_rate=self.learning_rate,
+            num_train_epochs=self.num_train_epochs,
+            max_steps=self.max_steps,
+            per_device_train_batch_size=self.per_device_train_batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            weight_decay=self.weight_decay,
+            # a float in [0, 1) is a fraction of the total steps, which the Trainer
+            # computes itself (it knows the world size and accumulation)
+            warmup_steps=float(self.warmup_fraction),
+            lr_scheduler_type=self.lr_scheduler_type,
+            optim=(("adamw_torch_fused" if cuda else "adamw_torch") if self.optim == "auto"
+                   else self.optim),
+            seed=self.seed,
+            bf16=precision == "bf16",
+            fp16=precision == "fp16",
+            use_cpu=not cuda,  # also lets bf16 autocast run on a CPU
+            tf32=True if self.tf32 and cuda and _cuda_capability() >= (8, 0) else None,
+            train_sampling_strategy="group_by_length" if self.group_by_length else "random",
+            length_column_name=LENGTH_COLUMN,
+            # we pick the columns ourselves: the Trainer would drop `length` before the
+            # sampler reads it, and then re-read every row to measure input_ids
+            remove_unused_columns=False,
+            dataloader_num_workers=workers,
+            dataloader_persistent_workers=workers > 0,
+            torch_compile=self.torch_compile,
+            gradient_checkpointing=self.gradient_checkpointing,
+            include_num_input_tokens_seen="non_padding",
+            logging_strategy="steps",
+            logging_steps=self.logging_steps,
+            logging_first_step=True,
+            save_strategy="steps" if self.save_steps else "no",
+            save_steps=self.save_steps or 500,
+            save_total_limit=self.save_total_limit,
+            report_to=[],  # tensorboard is added by build_trainer, with its logging_dir
+            # a progress bar only on a terminal: in pod logs it is one line per update
+            disable_tqdm=not sys.stderr.isatty(),
+        )
+
+
+@dataclass
+class QACollator:
+    """Pads a list of features into a batch; drops the `length` column the sampler reads.
+
+    `max_length=None`: pad to the longest feature of the batch, rounded up to
+    `pad_to_multiple_of`. An int: pad every batch to it (the baseline).
+    """
+
+    tokenizer: Any
+    pad_to_multiple_of: int | None = 8
+    max_length: int | None = None
+
+    def __post_init__(self):
+        from transformers import DataCollatorWithPadding
+
+        self._pad = DataCollatorWithPadding(
+            self.tokenizer, padding="max_length" if self.max_length else "longest",
+            max_length=self.max_length,
+            pad_to_multiple_of=None if self.max_length else self.pad_to_multiple_of)
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._pad([{k: v for k, v in row.items() if k != LENGTH_COLUMN} for row in rows])
+
+
+def load_qa_model(model_name_or_path: str, attn_implementation: str = "sdpa"):
+    """`AutoModelForQuestionAnswering` with a clear error for an id that is not one."""
+    from transformers import AutoModelForQuestionAnswering
+
+    try:
+        model, info = AutoModelForQuestionAnswering.from_pretrained(
+            model_name_or_path, attn_implementation=attn_implementation,
+            output_loading_info=True)
+    except (OSError, ValueError, KeyError) as err:
+        raise InvalidInputError(
+            f"cannot load {model_name_or_path!r} as a question-answering model: {err}",
+            fix="Pass a local directory or Hub id of an encoder with a question-answering "
+                "class (BERT, RoBERTa, DistilBERT, ...); with HF_HUB_OFFLINE=1 it must be "
+                "on disk or in the cache.",
+            field="model_name_or_path") from err
+    if info.get("missing_keys"):
+        logger.info("newly initialised (expected for a base encoder): %s",
+                    sorted(info["missing_keys"]))
+    return model
+
+
+def with_length_column(features):
+    """`features` (a Dataset or a dict of columns) as a Dataset with a `length` column:
+    the real tokens of each feature (the sum of its attention mask)."""
+    import datasets
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(features, datasets.Dataset):
+        features = datasets.Dataset.from_dict(dict(features))
+    missing = [c for c in REQUIRED_COLUMNS if c not in features.column_names]
+    if missing:
+        raise InvalidInputError(
+            f"train features have no {missing} column(s) (they have {features.column_names})",
+            fix="Build them with components.qa.features.prepare_train_features.",
+            field=missing[0])
+    if LENGTH_COLUMN in features.column_names:
+        return features
+    mask = features.with_format("arrow")["attention_mask"]
+    if isinstance(mask, pa.ChunkedArray):
+        mask = mask.combine_chunks()
+    stored = pc.list_value_length(mask).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(mask).to_numpy(zero_copy_only=False).astype(np.int64)
+    starts = np.r_[0, np.cumsum(stored)[:-1]]
+    lengths = np.add.reduceat(flat, starts) if len(flat) else np.zeros(len(stored), np.int64)
+    lengths[stored == 0] = 0  # reduceat returns flat[start] for empty rows
+    if (lengths < stored).any():
+        logger.warning(
+            "%d of %d train features hold padding; padding them to their batch's longest "
+            "cannot shorten them: build them with pad_to_max_length=False",
+            int((lengths < stored).sum()), len(stored))
+    return features.add_column(LENGTH_COLUMN, lengths.tolist())
+
+
+def build_trainer(model, tokenizer, train_features, output_dir: str, config: TrainConfig,
+                  logging_dir: str | None = None):
+    """The `Trainer` of `train_qa_model`, before `train()`: for tests and custom loops."""
+    from transformers import Trainer
+    from transformers.integrations import TensorBoardCallback
+
+    features = with_length_column(train_features)
+    longest = max(features[LENGTH_COLUMN], default=0)
+    if config.pad_to_max_length and longest > config.max_length:
+        raise InvalidInputError(
+            f"a feature has {longest} tokens, more than max_length={config.max_length}",
+            fix="Set TrainConfig.max_length to the max_length the features were built with.",
+            source="TrainConfig", field="max_length")
+    forward = inspect.signature(model.forward).parameters
+    keep = [c for c in features.column_names if c in forward or c == LENGTH_COLUMN]
+    features = features.select_columns(keep)  # e.g. no token_type_ids for DistilBERT
+    args = config.training_arguments(output_dir)
+    callbacks = [_TokenCounter()]
+    if config.report_to == "tensorboard":
+        tensorboard = TensorBoardCallback()
+        if logging_dir:
+            tensorboard.logging_dir = logging_dir  # else output_dir/runs/<date>_<host>
+        callbacks.append(tensorboard)
+    if config.gradient_checkpointing:
+        model.config.use_cache = False
+    return Trainer(
+        model=model, args=args, train_dataset=features, processing_class=tokenizer,
+        data_collator=QACollator(tokenizer, config.pad_to_multiple_of,
+                                 config.max_length if config.pad_to_max_length else None),
+        callbacks=callbacks)
+
+
+def train_qa_model(model_name_or_path, train_features, output_dir: str, config: TrainConfig,
+                   logging_dir: str | None = None, tokenizer=None,
+                   checkpoint_dir: str | None = None) -> dict[str, float]:
+    """Fine-tune, save the model in the Hugging Face layout, return the training figures.
+
+    Args:
+        model_name_or_path: a local directory or Hub id (loaded with
+            `AutoModelForQuestionAnswering`), or an already built model.
+        train_features: the output of `prepare_train_features` (a `datasets.Dataset` or a
+            dict of columns), not padded to max_length (unless for the baseline).
+        output_dir: where the final model, tokenizer, training_args.json and
+            train_config.json are written.
+        config: the run's `TrainConfig`.
+        logging_dir: TensorBoard event files (default output_dir/runs/...).
+        tokenizer: default: loaded from model_name_or_path; needed for a built model.
+        checkpoint_dir: checkpoints, and where a run resumes from (default output_dir).
+
+    Returns:
+        train_loss (mean over the run), train_runtime (s), train_samples_per_second,
+        train_steps_per_second, tokens_per_second (real tokens: padding not counted),
+        global_step, total_flos, num_train_features and num_train_tokens (this run).
+    """
+    from transformers import AutoTokenizer, PreTrainedModel, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    set_seed(config.seed)  # the QA head is initialised when the model loads
+    if isinstance(model_name_or_path, PreTrainedModel):
+        model = model_name_or_path
+        if tokenizer is None:
+            raise InvalidInputError("a built model needs its tokenizer", field="tokenizer",
+                                    fix="Pass tokenizer=..., or the model's directory instead.")
+    else:
+        model = load_qa_model(model_name_or_path, config.attn_implementation)
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    checkpoint_dir = checkpoint_dir or output_dir
+    trainer = build_trainer(model, tokenizer, train_features, checkpoint_dir, config, logging_dir)
+    resume = get_last_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
+    logger.info("training %s on %d features: precision=%s, group_by_length=%s, "
+                "pad_to_max_length=%s, batch=%d, workers=%d, optim=%s%s",
+                type(model).__name__, len(trainer.train_dataset), config.resolved_precision(),
+                config.group_by_length, config.pad_to_max_length,
+                config.per_device_train_batch_size, trainer.args.dataloader_num_workers,
+                trainer.args.optim, f", resuming from {resume}" if resume else "")
+    result = trainer.train(resume_from_checkpoint=resume)
+
+    trainer.save_model(output_dir)  # model, tokenizer, training_args.bin; rank 0 only
+    if trainer.is_world_process_zero():
+        with open(os.path.join(output_dir, "training_args.json"), "w") as f:
+            f.write(trainer.args.to_json_string())
+        with open(os.path.join(output_dir, "train_config.json"), "w") as f:
+            json.dump(dataclasses.asdict(config), f, indent=2)
+
+    tokens = next(c for c in trainer.callback_handler.callbacks
+                  if isinstance(c, _TokenCounter)).tokens
+    runtime = result.metrics["train_runtime"]
+    return {
+        "train_loss": float(result.training_loss),
+        "train_runtime": float(runtime),
+        "train_samples_per_second": float(result.metrics["train_samples_per_second"]),
+        "train_steps_per_second": float(result.metrics["train_steps_per_second"]),
+        "tokens_per_second": tokens / runtime if runtime else 0.0,
+        "global_step": int(result.global_step),
+        "total_flos": float(trainer.state.total_flos),  # the printer pops it from the metrics
+        "num_train_features": len(trainer.train_dataset),
+        "num_train_tokens": int(tokens),
+    }
+
+
+class _TokenCounter(TrainerCallback):
+    """Real tokens trained on in this run (the Trainer counts them over all ranks)."""
+
+    def __init__(self):
+        self.start = self.tokens = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = state.num_input_tokens_seen  # > 0 after resuming from a checkpoint
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.tokens = state.num_input_tokens_seen - self.start

@@ -1,0 +1,125 @@
+"""The DAG: download -> preprocess train | preprocess validation -> fine-tune -> evaluate -> register.
+
+                 download
+                /        \\
+   preprocess train    preprocess validation
+               |            |
+           fine-tune        |
+                \\          /
+                  evaluate
+                     |
+               register model   (never cached)
+
+`build_pipeline(settings)` turns the plain component functions in `components/`
+into KFP components on the settings' images and returns the pipeline function,
+ready for `kfp.compiler.Compiler().compile` or a `kfp.local` run.
+"""
+
+
+import functools
+from typing import NamedTuple
+
+from kfp import dsl, kubernetes
+from kfp.dsl import Markdown, Metrics, Model
+
+from components.download import download
+from components.evaluate import evaluate
+from components.fine_tune import fine_tune
+from components.preprocess import preprocess_train, preprocess_validation
+from components.register import register_model
+from pipeline.parameters import DEFAULTS as D
+from pipeline.settings import CompileSettings
+
+PIPELINE_NAME = "qa-finetune"
+
+
+def build_pipeline(settings: CompileSettings = CompileSettings()):
+    cpu = functools.partial(dsl.component, base_image=settings.cpu_image, install_kfp_package=False)
+    gpu = functools.partial(dsl.component, base_image=settings.gpu_image, install_kfp_package=False)
+    download_op, register_op = cpu(download), cpu(register_model)
+    preprocess_train_op, preprocess_validation_op = cpu(preprocess_train), cpu(preprocess_validation)
+    fine_tune_op = gpu(fine_tune)
+    evaluate_op = (gpu if settings.eval_on_gpu else cpu)(evaluate)
+
+    def sized(task, step: str, accelerator: bool = False):
+        res = settings.resources_for(step)
+        task.set_cpu_request(res.cpu).set_cpu_limit(res.cpu)
+        task.set_memory_request(res.memory).set_memory_limit(res.memory)
+        if accelerator and settings.accelerator_count:
+            task.set_accelerator_type(settings.accelerator_type)
+            task.set_accelerator_limit(settings.accelerator_count)
+            for key, value in settings.node_selector:
+                kubernetes.add_node_selector(task, label_key=key, label_value=value)
+            for key, operator, effect in settings.tolerations:
+                kubernetes.add_toleration(task, key=key, operator=operator, effect=effect)
+        if settings.pvc_name:
+            kubernetes.mount_pvc(task, pvc_name=settings.pvc_name, mount_path=settings.pvc_mount_path)
+            task.set_env_variable("HF_HOME", f"{settings.pvc_mount_path}/hf-cache")
+        return task
+
+    @dsl.pipeline(name=PIPELINE_NAME,
+                  description="Fine-tune and evaluate an extractive QA model on SQuAD-style data, "
+                              "then register it.")
+    def qa_finetune(
+        dataset: str = D["dataset"], dataset_config: str = D["dataset_config"],
+        dataset_revision: str = D["dataset_revision"], train_split: str = D["train_split"],
+        validation_split: str = D["validation_split"], max_train_samples: int = D["max_train_samples"],
+        max_eval_samples: int = D["max_eval_samples"], answer_policy: str = D["answer_policy"],
+        model: str = D["model"], model_revision: str = D["model_revision"],
+        max_length: int = D["max_length"], doc_stride: int = D["doc_stride"],
+        learning_rate: float = D["learning_rate"], num_train_epochs: float = D["num_train_epochs"],
+        max_steps: int = D["max_steps"], batch_size: int = D["batch_size"],
+        weight_decay: float = D["weight_decay"], warmup_fraction: float = D["warmup_fraction"],
+        seed: int = D["seed"], precision: str = D["precision"], checkpoint_dir: str = D["checkpoint_dir"],
+        n_best: int = D["n_best"], max_answer_length: int = D["max_answer_length"],
+        eval_batch_size: int = D["eval_batch_size"], model_name: str = D["model_name"],
+        model_version: str = D["model_version"], min_f1: float = D["min_f1"],
+        registry_uri: str = D["registry_uri"],
+    ) -> NamedTuple("Outputs", [("metrics", Metrics), ("model", Model), ("report", Markdown)]):
+        fetched = sized(download_op(
+            dataset=dataset, dataset_config=dataset_config, dataset_revision=dataset_revision,
+            train_split=train_split, validation_split=validation_split,
+            max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
+            answer_policy=answer_policy, model=model, model_revision=model_revision), "download")
+        fetched.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0)
+        kubernetes.use_secret_as_env(fetched, secret_name=settings.hf_token_secret,
+                                     secret_key_to_env={"HF_TOKEN": "HF_TOKEN"}, optional=True)
+        kubernetes.use_secret_as_env(fetched, secret_name=settings.s3_secret, optional=True,
+                                     secret_key_to_env={k: k for k in ("AWS_ACCESS_KEY_ID",
+                                                                       "AWS_SECRET_ACCESS_KEY",
+                                                                       "AWS_ENDPOINT_URL")})
+
+        train_features = sized(preprocess_train_op(
+            train_data=fetched.outputs["train_data"], base_model=fetched.outputs["base_model"],
+            max_length=max_length, doc_stride=doc_stride), "preprocess")
+        validation_features = sized(preprocess_validation_op(
+            validation_data=fetched.outputs["validation_data"], base_model=fetched.outputs["base_model"],
+            max_length=max_length, doc_stride=doc_stride), "preprocess")
+
+        trained = sized(fine_tune_op(
+            train_features=train_features.outputs["train_features"],
+            base_model=fetched.outputs["base_model"], learning_rate=learning_rate,
+            num_train_epochs=num_train_epochs, max_steps=max_steps, batch_size=batch_size,
+            weight_decay=weight_decay, warmup_fraction=warmup_fraction, seed=seed,
+            precision=precision, checkpoint_dir=checkpoint_dir), "fine-tune", accelerator=True)
+
+        scored = sized(evaluate_op(
+            model=trained.outputs["model"], validation_data=fetched.outputs["validation_data"],
+            validation_features=validation_features.outputs["validation_features"],
+            n_best=n_best, max_answer_length=max_answer_length, batch_size=eval_batch_size),
+            "evaluate", accelerator=settings.eval_on_gpu)
+
+        registered = sized(register_op(
+            model=trained.outputs["model"], metrics=scored.outputs["metrics"],
+            train_data=fetched.outputs["train_data"], model_name=model_name,
+            model_version=model_version, min_f1=min_f1, registry_uri=registry_uri,
+            pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER), "register")
+        registered.set_caching_options(enable_caching=False)
+        kubernetes.use_secret_as_env(registered, secret_name=settings.registry_token_secret,
+                                     secret_key_to_env={"token": "MODEL_REGISTRY_TOKEN"}, optional=True)
+        outputs = NamedTuple("Outputs", [("metrics", Metrics), ("model", Model), ("report", Markdown)])
+        return outputs(metrics=scored.outputs["metrics"], model=trained.outputs["model"],
+                       report=scored.outputs["report"])
+
+    return qa_finetune

@@ -1,0 +1,70 @@
+"""Compile-time settings: images, accelerators, resources, scheduling, storage, secrets.
+
+These shape the compiled YAML, not a run, so they are not pipeline parameters.
+Secrets are referenced by Kubernetes Secret name only; values never enter the YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from components.qa.errors import InvalidInputError
+
+VERSION = "0.1.0"
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    cpu: str
+    memory: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileSettings:
+    # images (pushed by `make images`; never :latest)
+    cpu_image: str = f"ghcr.io/kfp-squad-qa/qa-cpu:{VERSION}"
+    gpu_image: str = f"ghcr.io/kfp-squad-qa/qa-cuda:{VERSION}"
+    # accelerator for fine-tune (and evaluate when eval_on_gpu)
+    accelerator_type: str = "nvidia.com/gpu"
+    accelerator_count: int = 1
+    eval_on_gpu: bool = True
+    # scheduling of accelerator tasks (kfp-kubernetes); e.g. {"nvidia.com/gpu.present": "true"}
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[tuple[str, str, str], ...] = ()  # (key, operator, effect)
+    # storage for the HF cache and checkpoints (kfp-kubernetes mount_pvc); "" = none
+    pvc_name: str = ""
+    pvc_mount_path: str = "/mnt/qa"
+    # Kubernetes Secrets consumed as environment (optional: a missing secret is not an error)
+    hf_token_secret: str = "hf-token"
+    s3_secret: str = "s3-credentials"
+    registry_token_secret: str = "model-registry-token"
+    # per-task requests (limits are set equal: guaranteed QoS for long GPU jobs)
+    resources: tuple[tuple[str, Resources], ...] = (
+        ("download", Resources("1", "4Gi")),
+        ("preprocess", Resources("2", "8Gi")),
+        ("fine-tune", Resources("8", "32Gi")),
+        ("evaluate", Resources("4", "16Gi")),
+        ("register", Resources("500m", "1Gi")),
+    )
+
+    def __post_init__(self):
+        for image in (self.cpu_image, self.gpu_image):
+            if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1] and "@" not in image:
+                raise InvalidInputError(f"image {image!r} has no pinned tag",
+                                        fix="Use the reference `make images` printed (tag or digest).",
+                                        field="image")
+        if self.accelerator_count < 0:
+            raise InvalidInputError("accelerator_count is negative", fix="Use 0 (CPU) or more.",
+                                    field="accelerator_count")
+
+    def resources_for(self, step: str) -> Resources:
+        return dict(self.resources)[step]
+
+    @classmethod
+    def from_images_env(cls, path: str | Path, **overrides) -> "CompileSettings":
+        """Settings with the image references written by images/build.sh (KEY=VALUE lines)."""
+        values = dict(line.split("=", 1) for line in Path(path).read_text().split()
+                      if "=" in line)
+        images = {"cpu_image": values.get("QA_CPU_IMAGE"), "gpu_image": values.get("QA_GPU_IMAGE")}
+        return cls(**{k: v for k, v in images.items() if v}, **overrides)
