@@ -28,3 +28,19 @@ def published(path: str) -> Iterator[str]:
         os.replace(scratch, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def write_metrics(artifact, values: dict) -> None:
+    """Log scalar metrics for the KFP UI and keep them in the artifact's file too.
+
+    The file makes the artifact real on disk: local caching treats an output
+    without one as missing, and users can read the figures without the UI.
+    """
+    import json
+    import math
+
+    for name, value in values.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            artifact.log_metric(name, float(value))
+    Path(artifact.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(artifact.path).write_text(json.dumps(values, indent=2, sort_keys=True, default=str))

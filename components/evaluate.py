@@ -18,7 +18,9 @@ def evaluate(
 
     import datasets
 
-    from components.qa.inference import evaluate_qa_model, load_qa_model
+    from components.artifacts import write_metrics
+    from components.qa.inference import evaluate_qa_model
+    from components.qa.training import load_qa_model
     from components.report import evaluation_report
 
     examples = datasets.load_from_disk(validation_data.path)
@@ -26,8 +28,7 @@ def evaluate(
     qa_model = load_qa_model(model.path)
     scores, answers = evaluate_qa_model(qa_model, examples, features, batch_size=batch_size,
                                         n_best=n_best, max_answer_length=max_answer_length)
-    for name, value in scores.items():
-        metrics.log_metric(name, value)
+    write_metrics(metrics, scores)
     with open(predictions.path, "w", encoding="utf-8") as f:
         for example_id, answer in answers.items():
             f.write(json.dumps({"id": example_id, **answer}, ensure_ascii=False) + "\n")

@@ -19,9 +19,11 @@ def fine_tune(
     metrics: Output[Metrics],
     tensorboard: Output[Artifact],
 ):
+    import dataclasses
+
     import datasets
 
-    from components.artifacts import published
+    from components.artifacts import published, write_metrics
     from components.qa.training import TrainConfig, train_qa_model
 
     config = TrainConfig(learning_rate=learning_rate, num_train_epochs=num_train_epochs,
@@ -32,12 +34,11 @@ def fine_tune(
     with published(model.path) as model_dir, published(tensorboard.path) as logs:
         result = train_qa_model(base_model.path, features, model_dir, config, logging_dir=logs,
                                 checkpoint_dir=checkpoint_dir or None)
-    for name, value in result.items():
-        metrics.log_metric(name, value)
+    write_metrics(metrics, result)
     model.metadata.update({"framework": "transformers", "base_model": base_model.metadata.get("model"),
                            "base_revision": base_model.metadata.get("revision"),
                            "train_fingerprint": train_features.metadata.get("fingerprint"),
-                           "hyperparameters": {**config.as_dict(),
+                           "hyperparameters": {**dataclasses.asdict(config),
                                                "max_length": train_features.metadata.get("max_length"),
                                                "doc_stride": train_features.metadata.get("doc_stride")}})
     tensorboard.metadata["display_name"] = "TensorBoard logs"

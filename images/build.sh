@@ -8,8 +8,8 @@
 # Steps per variant: fill images/wheels/<variant> with exactly the lock's wheels
 # (images/lock.py), stream a minimal context to `docker build`, tag
 # <prefix>/qa-<variant>:<tag>, optionally push, and record the reference in
-# the env file (default build/images.env) as QA_IMAGE_CPU= / QA_IMAGE_CUDA=,
-# which the pipeline compiler reads. With --push the recorded reference is the
+# the env file (default build/images.env) as QA_CPU_IMAGE= / QA_GPU_IMAGE=,
+# which the pipeline compiler reads (CompileSettings.from_images_env). With --push the recorded reference is the
 # registry digest (name@sha256:...), else the tag.
 #
 # Idempotent: present wheels are kept, the base image is reused, docker's
@@ -21,7 +21,7 @@ usage() {
   cat <<'EOF'
 Options:
   --variant cpu|cuda|all   which image(s) (default: cpu)
-  --prefix PREFIX          image name prefix (default: $IMAGE_PREFIX or kfp-squad-qa)
+  --prefix PREFIX          image name prefix (default: $IMAGE_PREFIX or ghcr.io/kfp-squad-qa)
   --tag TAG                image tag (default: $IMAGE_TAG, else git describe --always --dirty,
                            else the package version); "latest" is refused
   --base-image REF         BASE_IMAGE build arg (default: the Dockerfile's pinned digest)
@@ -38,7 +38,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 variant=cpu
-prefix=${IMAGE_PREFIX:-kfp-squad-qa}
+prefix=${IMAGE_PREFIX:-ghcr.io/kfp-squad-qa}
 tag=${IMAGE_TAG:-}
 base_image=
 local_base=0
@@ -118,6 +118,12 @@ build_local_base() {
   echo "base: $LOCAL_BASE built in $((SECONDS - start))s"
 }
 
+# The CLI's legacy-builder notice is noise in CI logs; the rest of stderr passes through.
+drop_legacy_notice() {
+  grep -v -e '^DEPRECATED: The legacy builder' -e '^ *BuildKit is currently disabled' \
+    -e '^ *environment-variable\.$' -e '^$' >&2 || true
+}
+
 # Replace (or add) KEY=VALUE in the env file, keeping the other variant's line.
 record() {
   local key=$1 value=$2
@@ -144,10 +150,18 @@ for v in "${variants[@]}"; do
   build_args=(--build-arg "VARIANT=$v" --build-arg "VERSION=$version" --build-arg "REVISION=$revision")
   [[ -n $base_image ]] && build_args+=(--build-arg "BASE_IMAGE=$base_image")
   echo "build: $image"
-  tar -c --sort=name --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
-      --transform='s,^\(pyproject\.toml\|README\.md\|components\|pipeline\),src/\1,' \
-      images/Dockerfile "images/requirements-$v.lock" "images/wheels/$v" "${src[@]}" |
-    docker build "${quiet[@]}" -f images/Dockerfile "${build_args[@]}" -t "$image" - >"$build_log"
+  errors=build/docker-build-$v.log  # stderr; with --quiet it holds the whole log on failure
+  mkdir -p build
+  if ! tar -c --sort=name --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
+         --transform='s,^\(pyproject\.toml\|README\.md\|components\|pipeline\),src/\1,' \
+         images/Dockerfile "images/requirements-$v.lock" "images/wheels/$v" "${src[@]}" |
+       docker build "${quiet[@]}" -f images/Dockerfile "${build_args[@]}" -t "$image" - \
+         >"$build_log" 2>"$errors"; then
+    drop_legacy_notice <"$errors"
+    echo "build.sh: docker build of $image failed (log: $errors)" >&2
+    exit 1
+  fi
+  drop_legacy_notice <"$errors"
   ref=$image
   if ((push)); then
     docker push --quiet "$image" >/dev/null
@@ -156,8 +170,8 @@ for v in "${variants[@]}"; do
   fi
   size=$(docker image inspect --format '{{.Size}}' "$image")
   echo "built: $ref ($((size / 1000000)) MB, $((SECONDS - start))s)"
-  key=QA_IMAGE_$(tr '[:lower:]' '[:upper:]' <<<"$v")
-  record "$key" "$ref"
+  # Keys pipeline/settings.py (CompileSettings.from_images_env) reads.
+  if [[ $v == cpu ]]; then record QA_CPU_IMAGE "$ref"; else record QA_GPU_IMAGE "$ref"; fi
 done
 echo "image references: $env_file"
 cat "$env_file"

@@ -24,7 +24,7 @@ if ((${#missing[@]})); then
   echo "ci-setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if ! docker info >/dev/null 2>&1; then

@@ -26,9 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 def stage_inputs(params: dict[str, Any], pipeline_root: Path) -> dict[str, Any]:
     """Copy a repository-relative dataset into the pipeline root and point the run at the copy."""
     dataset = params["dataset"]
-    head = dataset.split("{split}")[0]
-    source = REPO / Path(head).parent if not Path(head).is_absolute() else None
-    if source is None or not source.is_dir() or "://" in dataset:
+    source = REPO / Path(dataset).parent
+    if "://" in dataset or Path(dataset).is_absolute() or not source.is_dir():
         return params
     target = pipeline_root / "inputs" / source.name
     shutil.copytree(source, target, dirs_exist_ok=True)

@@ -5,16 +5,18 @@ metrics and returns their keys. Its figures equal those of the official scripts,
 and evaluate-v2.0.py from the SQuAD site, which those two metrics wrap. The scripts differ in
 details that change the figures, so each version is ported on its own terms:
 
-| detail                           | v1.1                                | v2.0                                       |
-| -------------------------------- | ----------------------------------- | ------------------------------------------ |
-| F1 when one side has no token    | 0 (no common token)                 | 1 if both sides are empty, else 0          |
-| gold answers normalizing to ""   | kept                                | dropped; none left means gold [""]         |
-| a reference without a prediction | scores 0, counted in the total      | an error (the script fails on it too)      |
-| a reference without gold answers | an error (the script fails on it)   | unanswerable                               |
+| detail                         | v1.1                          | v2.0                             |
+| ------------------------------ | ----------------------------- | -------------------------------- |
+| F1 when a side has no token    | 0 (no common token)           | 1 if both are empty, else 0      |
+| gold answers normalizing to "" | kept                          | dropped; none left: gold [""]    |
+| reference without prediction   | scores 0, counted in total    | an error (the script fails too)  |
+| reference without gold answers | an error (the script fails)   | unanswerable                     |
 
-Neither script scores anything else; this module raises InvalidInputError (a ValueError) instead
-of guessing: a prediction whose id is not among the references, a duplicated id, a missing key, a
-text that is not a string, a NaN probability, no references at all.
+Beyond those, this module raises InvalidInputError (a ValueError) where the scripts would crash,
+or go on with a figure that hides a mistake: a prediction whose id is not among the references
+(the scripts ignore it; here it means predictions and references come from different data), an
+id used twice (the scripts keep the last, or count it twice), a missing key, a text that is not a
+string, a NaN probability, no references at all. On any other input the figures are the scripts'.
 
     from components.qa.metrics import compute_squad_metrics
     compute_squad_metrics(
@@ -45,6 +47,7 @@ _PUNCTUATION = frozenset(string.punctuation)  # ASCII only, as in both scripts
 # v2.0 compiles this with re.UNICODE; for a str pattern in Python 3 that flag is already the
 # default, so one pattern serves both versions.
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+_ANSWERS_FIX = 'Give the gold answers as SQuAD datasets hold them: {"text": [...], "answer_start": [...]}.'
 
 
 def normalize_answer(text: str) -> str:
@@ -121,7 +124,8 @@ def compute_squad_metrics(
             source="predictions", record=unknown[0], field="id",
         )
     if version_2_with_negative:
-        return _squad_v2(texts, no_answer_probs, golds, _real(no_answer_threshold, None, None, "no_answer_threshold"))
+        threshold = _real(no_answer_threshold, None, None, "no_answer_threshold")
+        return _squad_v2(texts, no_answer_probs, golds, threshold)
     return _squad_v1(texts, golds)
 
 
@@ -180,8 +184,9 @@ def _squad_v2(
         subset = [qid for qid, has in has_answer.items() if has is wanted]
         if subset:
             metrics.update({f"{prefix}_{key}": value for key, value in _averages(exact, f1, subset).items()})
-    metrics["best_exact"], metrics["best_exact_thresh"] = _best_threshold(texts, exact_raw, no_answer_probs, has_answer)
-    metrics["best_f1"], metrics["best_f1_thresh"] = _best_threshold(texts, f1_raw, no_answer_probs, has_answer)
+    for name, raw in (("exact", exact_raw), ("f1", f1_raw)):
+        metrics[f"best_{name}"], metrics[f"best_{name}_thresh"] = _best_threshold(
+            texts, raw, no_answer_probs, has_answer)
     return metrics
 
 
@@ -207,7 +212,10 @@ def _averages(exact: dict[str, float], f1: dict[str, float], qids: list[str]) ->
 
 
 def _best_threshold(
-    texts: dict[str, str], raw_scores: dict[str, float], no_answer_probs: dict[str, float], has_answer: dict[str, bool]
+    texts: dict[str, str],
+    raw_scores: dict[str, float],
+    no_answer_probs: dict[str, float],
+    has_answer: dict[str, bool],
 ) -> tuple[float, float]:
     """The best percent score over no-answer thresholds, and the threshold (find_best_thresh).
 
@@ -234,7 +242,7 @@ def _read_predictions(predictions: Iterable[Mapping], with_probability: bool) ->
     """Index the predictions by id, in their order (the threshold search breaks ties by it)."""
     texts, no_answer_probs = {}, {}
     for i, prediction in enumerate(predictions):
-        qid = _field(prediction, "id", "predictions", i, "Give every prediction its question's id.")
+        qid = _field(prediction, "id", f"predictions[{i}]", None, "Give every prediction its question's id.")
         if qid in texts:
             raise InvalidInputError("the id is predicted twice", fix="Keep one prediction per question.",
                                     source="predictions", record=qid, field="id")
@@ -253,16 +261,19 @@ def _read_references(references: Iterable[Mapping]) -> dict[str, list[str]]:
     """Index the gold answer texts by id, in reference order (the order the scripts sum in)."""
     golds = {}
     for i, reference in enumerate(references):
-        qid = _field(reference, "id", "references", i, "Give every reference its question's id.")
+        qid = _field(reference, "id", f"references[{i}]", None, "Give every reference its question's id.")
         if qid in golds:
             raise InvalidInputError("the id appears twice", fix="Keep one reference per question.",
                                     source="references", record=qid, field="id")
-        answers = _field(reference, "answers", "references", qid,
-                         'Give the gold answers as {"text": [...], "answer_start": [...]}.')
+        answers = _field(reference, "answers", "references", qid, _ANSWERS_FIX)
+        if not isinstance(answers, Mapping):
+            raise InvalidInputError(f"expected a dict of lists, got {type(answers).__name__}",
+                                    fix=_ANSWERS_FIX, source="references", record=qid, field="answers")
         texts = _field(answers, "text", "references", qid, "Give the gold answer texts, [] if unanswerable.",
                        field="answers.text")
         if isinstance(texts, (str, bytes)) or not isinstance(texts, Iterable):
-            raise InvalidInputError(f"expected a list of strings, got {texts!r}", fix="Wrap a single answer in a list.",
+            raise InvalidInputError(f"expected a list of strings, got {texts!r}",
+                                    fix="Wrap a single answer in a list.",
                                     source="references", record=qid, field="answers.text")
         golds[qid] = [_text(text, "references", qid, f"answers.text[{j}]") for j, text in enumerate(texts)]
     if not golds:

@@ -6,7 +6,7 @@ features or tokens), and the predictions are returned, not written to files.
 
     preds = postprocess_predictions(examples, features, start_logits, end_logits)
     preds["56be4db0acb8001400a502ec"]["text"]          # 'Denver Broncos'
-    squad_metric.compute(predictions=format_predictions(preds, False), references=...)
+    compute_squad_metrics(format_predictions(preds, False), references)
 
 How a prediction is chosen, per example:
 
@@ -87,8 +87,8 @@ def postprocess_predictions(
     Returns:
         {example_id: prediction}, in the order of `examples`. A prediction holds
         `text`, `score` (the score of `text`: its span score, or with v2.0 the null
-        score when `text` is ""), `start`/`end` (character offsets of `text` in the
-        context; None when `text` is ""), `n_best` (a list of {text, score,
+        score when `text` is ""), `start`/`end` (context[start:end] == text; None when
+        `text` is ""), `n_best` (a list of {text, score,
         probability}, best first) and with v2.0 also `null_score`, `null_score_diff`,
         `span_text` and `span_score` (the best non-null span, whatever the threshold).
 
@@ -149,8 +149,7 @@ def postprocess_predictions(
     rank = np.arange(len(example)) - np.repeat(first, np.diff(np.r_[first, len(example)]))
     order, example = order[rank < n_best], example[rank < n_best]
     feature, score = feature[order], score[order]
-    char_start, _ = feats.chars(feats.row_start[feature] + tok_start[order])
-    _, char_end = feats.chars(feats.row_start[feature] + tok_end[order])
+    char_start, char_end = feats.span_chars(feature, tok_start[order], tok_end[order])
     return _predictions(example_ids, contexts, example, score, char_start, char_end,
                         null_score if version_2_with_negative else None,
                         null_score_diff_threshold)
@@ -165,13 +164,17 @@ def format_predictions(predictions: dict[str, dict[str, Any]],
     v2.0: [{"id", "prediction_text", "no_answer_probability"}] with the best NON-NULL span
     as `prediction_text` and `null_score_diff` as `no_answer_probability`, as the official
     v2.0 script reads BERT's null_odds.json. The metric then makes the null decision
-    itself (diff > `no_answer_threshold`), so pass it
-    `no_answer_threshold=null_score_diff_threshold` to get the exact/f1 of the chosen
-    answers; its best_exact_thresh / best_f1_thresh sweep over every diff and are directly
-    a `null_score_diff_threshold` to use. Hugging Face run_qa passes the already-decided
-    text with `no_answer_probability: 0.0`, which leaves the metric's best-threshold
-    search nothing to search; passing the decided text with the diff would let it lower
-    the threshold but never raise it, since a "" it cannot turn back into a span.
+    itself (diff > `no_answer_threshold`), so pass it the same threshold:
+
+        compute_squad_metrics(format_predictions(preds, True), references, True,
+                              no_answer_threshold=null_score_diff_threshold)
+
+    gives the exact/f1 of the chosen answers, and its best_exact_thresh / best_f1_thresh,
+    swept over every diff, are directly a `null_score_diff_threshold` to use next time.
+    Hugging Face run_qa passes the decided text with `no_answer_probability: 0.0`, which
+    leaves the best-threshold search nothing to search; the decided text with the diff
+    would let it lower the threshold but not raise it, as it cannot turn a "" back into
+    the span.
     """
     if not version_2_with_negative:
         return [{"id": i, "prediction_text": p["text"]} for i, p in predictions.items()]
@@ -223,18 +226,29 @@ def _feature_candidates(start: np.ndarray, end: np.ndarray, n_best: int,
     k = min(n_best, width)
     top_start = _top_k(start, k)  # (F, k) token positions, ascending
     top_end = _top_k(end, k)  # (F, k)
-    start_score = np.take_along_axis(start, top_start, axis=1).astype(np.float64)
-    end_score = np.take_along_axis(end, top_end, axis=1).astype(np.float64)
+    start_score = np.take_along_axis(start, top_start, axis=1)  # (F, k)
+    end_score = np.take_along_axis(end, top_end, axis=1)
     # end - start must lie in [0, max_answer_length): one unsigned compare catches end < start
     top_start, top_end = top_start.astype(np.int32), top_end.astype(np.int32)
-    span = top_end[:, None, :] - top_start[:, :, None]  # (F, k, k)
-    ok = span.view(np.uint32) < max_answer_length
-    pair_score = np.full((num_features, k, k), -np.inf)
-    np.add(start_score[:, :, None], end_score[:, None, :], out=pair_score, where=ok)
-    # a pair's flat index orders it by (start, end), since both top lists ascend
-    pair_score = pair_score.reshape(num_features, k * k)
-    best = _top_k(pair_score, min(n_best, k * k))  # (F, m)
-    score = np.take_along_axis(pair_score, best, axis=1)
+    ok = (top_end[:, None, :] - top_start[:, :, None]).view(np.uint32) < max_answer_length
+
+    def pair_scores(rows, dtype) -> np.ndarray:  # (rows, k * k), -inf where invalid
+        out = np.full((ok[rows].shape[0], k, k), -np.inf, dtype=dtype)
+        np.add(start_score[rows, :, None].astype(dtype), end_score[rows, None, :].astype(dtype),
+               out=out, where=ok[rows])
+        return out.reshape(-1, k * k)
+
+    # Select in float32 when the logits are float32 (half the memory traffic): rounding is
+    # monotonic, so its top-m is the float64 one unless float32 ties at the cut, and those
+    # rows are settled in float64. A pair's flat index orders it by (start, end), since
+    # both top lists ascend.
+    select = np.float32 if start.dtype.itemsize <= 4 else np.float64
+    best = _top_k(pair_scores(slice(None), select), min(n_best, k * k),
+                  exact=lambda rows: pair_scores(rows, np.float64))  # (F, m)
+    start_score, end_score = start_score.astype(np.float64), end_score.astype(np.float64)
+    score = (np.take_along_axis(start_score, best // k, axis=1)
+             + np.take_along_axis(end_score, best % k, axis=1))
+    score[~np.take_along_axis(ok.reshape(num_features, k * k), best, axis=1)] = -np.inf
     by_score = np.argsort(-score, axis=1, kind="stable")  # ties stay in (start, end) order
     best = np.take_along_axis(best, by_score, axis=1)
     score = np.take_along_axis(score, by_score, axis=1)
@@ -286,6 +300,8 @@ def _predictions(example_ids: list[str], contexts: list[str], example: np.ndarra
                               minlength=num_examples).astype(int).tolist()
     lo, hi = char_start.tolist(), char_end.tolist()
     probability = (weight / total[example]).tolist()
+    best_scores = best_score.tolist()
+    null_scores = null_score.tolist() if null_score is not None else None
     predictions: dict[str, dict[str, Any]] = {}
     with _gc_paused():  # ~20 dicts per example, none in a cycle
         texts = [contexts[e][a:b] for e, a, b in zip(example.tolist(), lo, hi)]
@@ -294,12 +310,12 @@ def _predictions(example_ids: list[str], contexts: list[str], example: np.ndarra
         for e, (example_id, a, b) in enumerate(zip(example_ids, bounds[:-1].tolist(),
                                                    bounds[1:].tolist())):
             n_best = entries[a:b]
-            span_score = float(best_score[e])
+            span_score = best_scores[e]
             prediction = {"text": texts[a] if a < b else "", "score": span_score,
                           "start": lo[a] if a < b else None, "end": hi[a] if a < b else None,
                           "n_best": n_best}
             if null_score is not None:
-                null = float(null_score[e])
+                null = null_scores[e]
                 n_best.insert(null_at[e], {"text": "", "score": null,
                                            "probability": null_probability[e]})
                 prediction.update(null_score=null, null_score_diff=null - span_score,
@@ -327,7 +343,7 @@ def _gc_paused():
 class _Features:
     """The feature columns as numpy: per feature, and per token of all features end to end.
 
-    Character offsets stay in the Arrow buffers they came in; `chars` reads only the
+    Character offsets stay in the Arrow buffers they came in; `span_chars` reads only the
     tokens asked for.
     """
 
@@ -341,22 +357,28 @@ class _Features:
             tokens = chunk.flatten()  # one [start, end] or null per token, slice-aware
             lengths.append(pc.list_value_length(chunk).to_numpy(zero_copy_only=False))
             in_context.append(tokens.is_valid().to_numpy(zero_copy_only=False))
-            self._chunks.append((first, tokens.offsets.to_numpy(), tokens.values.to_numpy()))
+            values = tokens.values  # a null token's slots may hold nulls (after a cast)
+            values = pc.fill_null(values, -1) if values.null_count else values
+            self._chunks.append((first, tokens.offsets.to_numpy(), values.to_numpy()))
             first += len(tokens)
         self.lengths = np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, int)
         self.row_start = np.r_[0, np.cumsum(self.lengths)[:-1]]  # (F,) first token of each
         self.in_context = np.concatenate(in_context) if in_context else np.zeros(0, bool)
 
-    def chars(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Start and end character of each of these (context) tokens."""
-        starts = np.empty(len(tokens), dtype=np.int64)
-        ends = np.empty(len(tokens), dtype=np.int64)
-        chunk = np.searchsorted([c[0] for c in self._chunks], tokens, side="right") - 1
+    def span_chars(self, feature: np.ndarray, start: np.ndarray,
+                   end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Character bounds of spans given as (feature, start token, end token) arrays."""
+        token_start, token_end = self.row_start[feature] + start, self.row_start[feature] + end
+        char_start = np.empty(len(feature), dtype=np.int64)
+        char_end = np.empty(len(feature), dtype=np.int64)
+        chunk = np.searchsorted([c[0] for c in self._chunks], token_start, side="right") - 1
+        in_order = bool((np.diff(chunk) >= 0).all())  # features by example: chunk by chunk
+        bounds = np.searchsorted(chunk, np.arange(len(self._chunks) + 1)) if in_order else None
         for c, (first, value_index, values) in enumerate(self._chunks):
-            mine = chunk == c
-            at = value_index[tokens[mine] - first]
-            starts[mine], ends[mine] = values[at], values[at + 1]
-        return starts, ends
+            mine = slice(bounds[c], bounds[c + 1]) if in_order else chunk == c
+            char_start[mine] = values[value_index[token_start[mine] - first]]
+            char_end[mine] = values[value_index[token_end[mine] - first] + 1]
+        return char_start, char_end
 
 
 def _table_columns(table: Any, names: tuple[str, ...], optional: tuple[str, ...], what: str):
@@ -467,11 +489,12 @@ def _feature_to_example(example_ids: list[str], feature_example_ids: list[str]) 
     return out
 
 
-def _top_k(values: np.ndarray, k: int) -> np.ndarray:
+def _top_k(values: np.ndarray, k: int, exact=None) -> np.ndarray:
     """(rows, k) column indices of the k largest values per row, ascending by column.
 
-    Ties at the cut keep the smaller columns, so the choice does not depend on
-    argpartition's internal order.
+    Where a value equal to the k-th largest was left out, the row is settled by a stable
+    sort of `exact(rows)` (default: the same values), so ties keep the smaller columns
+    whatever argpartition's internal order.
     """
     rows, cols = values.shape
     if k >= cols:
@@ -482,8 +505,9 @@ def _top_k(values: np.ndarray, k: int) -> np.ndarray:
     top = part[:, :k]
     kth = np.take_along_axis(values, top, axis=1).min(axis=1)  # the k-th largest
     next_ = np.take_along_axis(values, part[:, k:k + 1], axis=1)[:, 0]
-    tied = (next_ == kth) & (kth > -np.inf)  # which of the equal values to keep is open
-    if tied.any():
-        top[tied] = np.argsort(-values[tied], axis=1, kind="stable")[:, :k]
+    tied = np.flatnonzero((next_ == kth) & (kth > -np.inf))
+    if len(tied):
+        settled = values[tied] if exact is None else exact(tied)
+        top[tied] = np.argsort(-settled, axis=1, kind="stable")[:, :k]
     top.sort(axis=1)
     return top

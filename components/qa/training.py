@@ -202,7 +202,7 @@ class TrainConfig:
             dataloader_num_workers=workers,
             dataloader_persistent_workers=workers > 0,
             torch_compile=self.torch_compile,
-            gradient_checkpointing=self.gradient_checkpointing,
+            activation_checkpointing=self.gradient_checkpointing,
             include_num_input_tokens_seen="non_padding",
             logging_strategy="steps",
             logging_steps=self.logging_steps,

@@ -15,10 +15,10 @@ import random
 import socket
 import string
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 
+from components.qa.errors import InvalidInputError
 from components.qa.metrics import (
     SQUAD_METRIC_DIR,
     compute_squad_metrics,
@@ -119,7 +119,9 @@ V2_PREDICTIONS = [
 # The threshold sweep in probability order h1 0.1, n1 0.3, h2 0.6, n2 0.8 starts at 2 (both
 # unanswerable right). exact: +1 (3, best at 0.1), +0, +0, -1. f1: +1 (3 at 0.1), +0,
 # +2/3 (11/3, best at 0.6), -1. So best_exact = 3/4 at 0.1 and best_f1 = (11/3)/4 at 0.6.
-V2_BEST = {"best_exact": 75.0, "best_exact_thresh": 0.1, "best_f1": approx(100 * 11 / 12), "best_f1_thresh": 0.6}
+V2_BEST = {
+    "best_exact": 75.0, "best_exact_thresh": 0.1, "best_f1": approx(100 * 11 / 12), "best_f1_thresh": 0.6,
+}
 
 
 def test_v2_by_hand_default_threshold():
@@ -132,13 +134,14 @@ def test_v2_by_hand_default_threshold():
     }
     assert list(metrics) == [  # the order of the official script's output
         "exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total",
-        "NoAns_exact", "NoAns_f1", "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh",
+        "NoAns_exact", "NoAns_f1", "NoAns_total",
+        "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh",
     ]
 
 
 def test_v2_by_hand_threshold_half():
-    # above 0.5: h2 becomes "no answer" (0 on an answerable question), n2 too (1 on an unanswerable one)
-    metrics = compute_squad_metrics(V2_PREDICTIONS, V2_REFERENCES, version_2_with_negative=True, no_answer_threshold=0.5)
+    # above 0.5: h2 becomes "no answer" (0 on an answerable question), n2 too (1 on an unanswerable)
+    metrics = compute_squad_metrics(V2_PREDICTIONS, V2_REFERENCES, True, no_answer_threshold=0.5)
     assert metrics == {
         "exact": 75.0, "f1": 75.0, "total": 4,
         "HasAns_exact": 50.0, "HasAns_f1": 50.0, "HasAns_total": 2,
@@ -167,7 +170,7 @@ def test_v2_subsets_only_when_present():
 
 def test_v2_gold_that_normalizes_to_nothing():
     # v2.0 drops the gold "The": beside "Broncos" an empty prediction no longer matches anything
-    metrics = compute_squad_metrics([pred("q", "", 0.0)], [ref("q", "The", "Broncos")], version_2_with_negative=True)
+    metrics = compute_squad_metrics([pred("q", "", 0.0)], [ref("q", "The", "Broncos")], True)
     assert (metrics["exact"], metrics["f1"]) == (0.0, 0.0)
     # alone, it leaves no gold, so "" is the only right answer, though the question counts as HasAns
     metrics = compute_squad_metrics([pred("q", "", 0.0)], [ref("q", "The")], version_2_with_negative=True)
@@ -272,14 +275,16 @@ def test_v2_random_against_closed_form(seed):
     threshold = rng.choice([0.0, 1.0, rng.random(), rng.choice(list(probability.values()))])
 
     def at(t, qids, field):  # percent score with every probability above t answered "no answer"
-        return 100 * sum(Fraction(not raw[q][0]) if probability[q] > t else raw[q][field] for q in qids) / len(qids)
+        points = (Fraction(not raw[q][0]) if probability[q] > t else raw[q][field] for q in qids)
+        return 100 * sum(points) / len(qids)
 
     metrics = compute_squad_metrics(predictions, references, True, threshold)
     expected = {"exact": at(threshold, raw, 1), "f1": at(threshold, raw, 2), "total": len(raw)}
     for prefix, wanted in (("HasAns", True), ("NoAns", False)):
         subset = [q for q in raw if raw[q][0] is wanted]
         if subset:
-            expected.update({f"{prefix}_exact": at(threshold, subset, 1), f"{prefix}_f1": at(threshold, subset, 2)})
+            expected[f"{prefix}_exact"] = at(threshold, subset, 1)
+            expected[f"{prefix}_f1"] = at(threshold, subset, 2)
             expected[f"{prefix}_total"] = len(subset)
     # best: the max over 0.0 (all "no answer") and each probability, and a threshold reaching it;
     # for exact (integer sums) the lowest one. Two F1 sums equal here may differ by an ulp in the
@@ -296,14 +301,6 @@ def test_v2_random_against_closed_form(seed):
 
 
 # --- golden figures of the official scripts on the real dev sets ---------------------------------
-
-
-def _shared_squad():
-    here = Path(__file__).resolve()
-    for folder in (here.parents[2] / "shared" / "squad", here.parents[3] / "shared" / "squad"):
-        if folder.is_dir():
-            return folder
-    pytest.skip("shared/squad (the SQuAD dev files) is not beside the repository")
 
 
 def _dev_predictions(path):
@@ -339,15 +336,18 @@ def _dev_predictions(path):
                     text = "" if i % 2 else (qa.get("plausible_answers") or [{"text": ""}])[0]["text"]
                 if i % 50 == 7 and not version_2:
                     continue
-                predictions.append({"id": qa["id"], "prediction_text": text, "no_answer_probability": i * 37 % 101 / 100})
+                predictions.append(pred(qa["id"], text, i * 37 % 101 / 100))
     return predictions[::-1], references
 
 
-# Printed by the official scripts (evaluate-v1.1.py's compute_score, evaluate-v2.0.py's functions
-# as Hugging Face evaluate's squad / squad_v2 call them) on _dev_predictions of each file.
+# Printed by the official scripts on _dev_predictions of each file: evaluate-v1.1.py's
+# compute_score and evaluate-v2.0.py's functions, called as Hugging Face evaluate's squad and
+# squad_v2 metrics call them (the copies in huggingface/evaluate metrics/squad*/compute_score.py,
+# whose only change is reading answers as a dict of lists).
 GOLDEN_V1 = {"exact_match": 41.74077578051088, "f1": 63.7169158941184}
 GOLDEN_V2_BEST = {
-    "best_exact": 50.24875621890547, "best_exact_thresh": 0.1, "best_f1": 55.80754428470713, "best_f1_thresh": 0.8,
+    "best_exact": 50.24875621890547, "best_exact_thresh": 0.1,
+    "best_f1": 55.80754428470713, "best_f1_thresh": 0.8,
 }
 GOLDEN_V2 = {
     1.0: {
@@ -365,8 +365,8 @@ GOLDEN_V2 = {
 }
 
 
-def test_v1_dev_set_matches_official_script():
-    predictions, references = _dev_predictions(_shared_squad() / "dev-v1.1.json")
+def test_v1_dev_set_matches_official_script(dev_v1_path):
+    predictions, references = _dev_predictions(dev_v1_path)
     assert (len(predictions), len(references)) == (10358, 10570)
     for p in predictions:
         del p["no_answer_probability"]
@@ -374,8 +374,8 @@ def test_v1_dev_set_matches_official_script():
 
 
 @pytest.mark.parametrize("threshold", [1.0, 0.5])
-def test_v2_dev_articles_match_official_script(threshold):
-    predictions, references = _dev_predictions(_shared_squad() / "dev-v2.0-5articles.json")
+def test_v2_dev_articles_match_official_script(dev_v2_path, threshold):
+    predictions, references = _dev_predictions(dev_v2_path)
     metrics = compute_squad_metrics(predictions, references, True, threshold)
     assert metrics == {k: approx(v) for k, v in GOLDEN_V2[threshold].items()}
     # the same questions in reference order break ties differently, as the official script does
@@ -405,23 +405,26 @@ def test_evaluate_module_v1(load_offline, config):
     predictions = [pred("q1", "the DENVER broncos."), pred("q2", "Denver Broncos football team")]
     metric = load_offline(*([config] if config else []))
     got = metric.compute(predictions=predictions, references=references)
-    assert got == compute_squad_metrics(predictions, references) == {"exact_match": 50.0, "f1": approx(250 / 3)}
+    assert got == compute_squad_metrics(predictions, references)
+    assert got == {"exact_match": 50.0, "f1": approx(250 / 3)}
 
 
 def test_evaluate_module_v2(load_offline):
     metric = load_offline("squad_v2")
     for threshold in (1.0, 0.5):
-        got = metric.compute(predictions=V2_PREDICTIONS, references=V2_REFERENCES, no_answer_threshold=threshold)
+        got = metric.compute(
+            predictions=V2_PREDICTIONS, references=V2_REFERENCES, no_answer_threshold=threshold)
         assert got == compute_squad_metrics(V2_PREDICTIONS, V2_REFERENCES, True, threshold)
     # probabilities travel as float64: 0.1 comes back as 0.1, not as float32's 0.10000000149...
     assert got["best_exact_thresh"] == 0.1
 
 
 def test_evaluate_module_rejects_wrong_config(load_offline):
-    with pytest.raises(ValueError, match="unknown config 'squad_v3'"):
+    with pytest.raises(InvalidInputError, match="unknown config 'squad_v3'.*'squad_v2' for SQuAD v2.0"):
         load_offline("squad_v3")
-    with pytest.raises(ValueError, match="load the metric with 'squad_v2'"):
-        load_offline("squad").compute(predictions=[pred("q", "x")], references=[ref("q", "x")], no_answer_threshold=0.5)
+    with pytest.raises(InvalidInputError, match="Load the metric with 'squad_v2'"):
+        load_offline("squad").compute(
+            predictions=[pred("q", "x")], references=[ref("q", "x")], no_answer_threshold=0.5)
 
 
 # --- bad input ----------------------------------------------------------------------------------
@@ -430,27 +433,40 @@ def test_evaluate_module_rejects_wrong_config(load_offline):
 @pytest.mark.parametrize(
     "predictions, references, version_2, message",
     [
-        ([pred("q9", "x")], [ref("q1", "x")], False, r"not among the 1 references, e\.g\. \['q9'\]"),
-        ([pred("q1", "x", 0.1)], [ref("q1", "x"), ref("q2")], True, r"1 of 2 references have no prediction.*'q2'"),
-        ([{"id": "q1"}], [ref("q1", "x")], False, r"prediction 0 \(id 'q1'\): missing 'prediction_text'"),
-        ([{"prediction_text": "x"}], [ref("q1", "x")], False, r"prediction 0: missing 'id'"),
-        ([pred("q1", "x")], [ref("q1", "x")], True, r"prediction 0 \(id 'q1'\): missing 'no_answer_probability'"),
-        ([pred("q1", "x", float("nan"))], [ref("q1", "x")], True, r"'no_answer_probability': expected a real number"),
-        ([pred("q1", None)], [ref("q1", "x")], False, r"'prediction_text': expected a string, got None"),
-        ([pred("q1", "x"), pred("q1", "y")], [ref("q1", "x")], False, r"prediction 1 \(id 'q1'\).*predicted twice"),
-        ([pred("q1", "x")], [ref("q1", "x"), ref("q1", "y")], False, r"reference 1 \(id 'q1'\).*appears twice"),
-        ([pred("q1", "x")], [{"id": "q1"}], False, r"reference 0 \(id 'q1'\): missing 'answers'"),
-        ([pred("q1", "x")], [{"id": "q1", "answers": {"text": "x"}}], False, r"must be a list of strings"),
-        ([pred("q1", "x")], [{"id": "q1", "answers": [{"text": "x"}]}], False, r"expected a dict with 'text'"),
-        ([pred("q1", "x")], [ref("q1")], False, r"reference 'q1'.*version_2_with_negative=True"),
-        ([], [], False, r"no references"),
+        ([pred("q9", "x")], [ref("q1", "x")], False,
+         r"in predictions, record 'q9', field 'id': 1 prediction id\(s\) are not among the 1 references"),
+        ([pred("q1", "x", 0.1)], [ref("q1", "x"), ref("q2")], True,
+         r"in references, record 'q2', field 'id': 1 of 2 references have no prediction"
+         r".* to abstain, predict ''"),
+        ([{"id": "q1"}], [ref("q1", "x")], False,
+         r"in predictions, record 'q1', field 'prediction_text': missing"),
+        ([{"prediction_text": "x"}], [ref("q1", "x")], False, r"in predictions\[0\], field 'id': missing"),
+        ([pred("q1", "x")], [ref("q1", "x")], True,
+         r"record 'q1', field 'no_answer_probability': missing\. SQuAD v2\.0 needs"),
+        ([pred("q1", "x", float("nan"))], [ref("q1", "x")], True,
+         r"field 'no_answer_probability': expected a real number, got nan"),
+        ([pred("q1", None)], [ref("q1", "x")], False,
+         r"field 'prediction_text': expected a string, got None"),
+        ([pred("q1", "x"), pred("q1", "y")], [ref("q1", "x")], False,
+         r"record 'q1', field 'id': the id is predicted twice"),
+        ([pred("q1", "x")], [ref("q1", "x"), ref("q1", "y")], False,
+         r"in references, record 'q1'.*appears twice"),
+        ([pred("q1", "x")], [{"id": "q1"}], False, r"in references, record 'q1', field 'answers': missing"),
+        ([pred("q1", "x")], [{"id": "q1", "answers": {"text": "x"}}], False,
+         r"field 'answers\.text': expected a list of strings, got 'x'\. Wrap a single answer in a list"),
+        ([pred("q1", "x")], [{"id": "q1", "answers": [{"text": "x"}]}], False,
+         r"field 'answers': expected a dict of lists, got list"),
+        ([pred("q1", "x")], [ref("q1", 3)], False, r"field 'answers\.text\[0\]': expected a string, got 3"),
+        ([pred("q1", "x")], [ref("q1")], False,
+         r"record 'q1', field 'answers\.text': no gold answer.*version_2_with_negative=True"),
+        ([], [], False, r"in references: no references"),
     ],
 )
 def test_bad_input_is_a_clear_error(predictions, references, version_2, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidInputError, match=message):
         compute_squad_metrics(predictions, references, version_2_with_negative=version_2)
 
 
 def test_bad_threshold():
-    with pytest.raises(ValueError, match="no_answer_threshold: expected a real number"):
+    with pytest.raises(ValueError, match="field 'no_answer_threshold': expected a real number, got 'high'"):
         compute_squad_metrics([pred("q", "x", 0.1)], [ref("q", "x")], True, no_answer_threshold="high")

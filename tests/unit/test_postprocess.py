@@ -104,7 +104,9 @@ def synthetic(rng, num_examples, max_windows=4, max_context=12, pad=3, integer_l
         examples["context"].append(context)
         for _ in range(int(rng.integers(1, max_windows + 1))):
             question = int(rng.integers(1, 4))
-            n_context = 0 if rng.random() < empty_window_rate else int(rng.integers(1, max_context + 1))
+            n_context = int(rng.integers(1, max_context + 1))
+            if rng.random() < empty_window_rate:
+                n_context = 0
             first = int(rng.integers(0, len(words) - n_context + 1))
             offsets = ([None] * (question + 2) + bounds[first:first + n_context] + [None])
             features["example_id"].append(example_id)
@@ -122,24 +124,28 @@ def synthetic(rng, num_examples, max_windows=4, max_context=12, pad=3, integer_l
     return examples, features, start, end
 
 
-CASES = [  # (seed, examples, n_best, max_answer_length, v2, threshold)
-    (0, 1, 20, 30, False, 0.0),
-    (1, 7, 20, 30, False, 0.0),
-    (2, 30, 5, 4, False, 0.0),
-    (3, 30, 1, 30, False, 0.0),
-    (4, 30, 3, 1, False, 0.0),
-    (5, 50, 40, 6, False, 0.0),
-    (6, 7, 20, 30, True, 0.0),
-    (7, 40, 5, 3, True, 0.0),
-    (8, 40, 20, 30, True, 1.5),
-    (9, 40, 2, 10, True, -1.0),
+CASES = [  # (seed, examples, context tokens per window up to, n_best, max_answer_length, v2,
+    #          null_score_diff_threshold)
+    (0, 1, 12, 20, 30, False, 0.0),
+    (1, 7, 12, 20, 30, False, 0.0),
+    (2, 30, 12, 5, 4, False, 0.0),
+    (3, 30, 12, 1, 30, False, 0.0),
+    (4, 30, 12, 3, 1, False, 0.0),
+    (5, 50, 12, 40, 6, False, 0.0),
+    (6, 40, 40, 20, 30, False, 0.0),
+    (7, 40, 40, 20, 8, False, 0.0),
+    (8, 7, 12, 20, 30, True, 0.0),
+    (9, 40, 12, 5, 3, True, 0.0),
+    (10, 40, 40, 20, 30, True, 1.5),
+    (11, 40, 40, 2, 10, True, -1.0),
 ]
 
 
-@pytest.mark.parametrize("seed,num_examples,n_best,max_len,v2,threshold", CASES)
-def test_matches_double_loop_on_random_logits(seed, num_examples, n_best, max_len, v2, threshold):
+@pytest.mark.parametrize("seed,num_examples,max_context,n_best,max_len,v2,threshold", CASES)
+def test_matches_double_loop_on_random_logits(seed, num_examples, max_context, n_best, max_len,
+                                              v2, threshold):
     rng = np.random.default_rng(seed)
-    examples, features, start, end = synthetic(rng, num_examples)
+    examples, features, start, end = synthetic(rng, num_examples, max_context=max_context)
     kwargs = dict(n_best=n_best, max_answer_length=max_len, version_2_with_negative=v2,
                   null_score_diff_threshold=threshold)
     got = postprocess_predictions(examples, features, start, end, **kwargs)
@@ -150,7 +156,7 @@ def test_matches_double_loop_on_random_logits(seed, num_examples, n_best, max_le
 def test_ties_follow_the_documented_order(v2):
     # integer logits tie everywhere: the order must still equal the stable double loop's
     rng = np.random.default_rng(11)
-    examples, features, start, end = synthetic(rng, 60, integer_logits=True)
+    examples, features, start, end = synthetic(rng, 60, max_context=30, integer_logits=True)
     for n_best in (1, 3, 20):
         kwargs = dict(n_best=n_best, max_answer_length=5, version_2_with_negative=v2)
         got = postprocess_predictions(examples, features, start, end, **kwargs)
@@ -185,6 +191,37 @@ def test_dataset_input_equals_dict_input_and_honours_select():
         examples, {k: [v[i] for i in order] for k, v in features.items()},
         start[order], end[order], n_best=5)
     assert_same(got, want_reversed)
+
+
+def test_arrow_layouts_and_padding_give_the_same_predictions():
+    import pyarrow as pa
+
+    rng = np.random.default_rng(18)
+    examples, features, start, end = synthetic(rng, 30)
+    want = postprocess_predictions(examples, features, start, end, n_best=5)
+    ds = datasets.Dataset.from_dict(features)
+    # several Arrow chunks, as a Dataset written in batches has
+    parts = [ds.select(range(i, min(i + 7, len(ds)))).flatten_indices()
+             for i in range(0, len(ds), 7)]
+    chunked = datasets.concatenate_datasets(parts)
+    assert chunked.with_format("arrow")["offset_mapping"].num_chunks > 1
+    assert_same(postprocess_predictions(examples, chunked, start, end, n_best=5), want)
+    # and out of order across chunks: logits rows follow the features
+    order = rng.permutation(len(ds))
+    got = postprocess_predictions(examples, chunked.select(order), start[order], end[order],
+                                  n_best=5)
+    assert {i: p["text"] for i, p in got.items()} == {i: p["text"] for i, p in want.items()}
+    # fixed-size [start, end] pairs
+    pair_type = datasets.List(datasets.List(datasets.Value("int32"), 2))
+    pairs = ds.cast_column("offset_mapping", pair_type)
+    assert pa.types.is_fixed_size_list(
+        pairs.with_format("arrow")["offset_mapping"].type.value_type)
+    assert_same(postprocess_predictions(examples, pairs, start, end, n_best=5), want)
+    # padded to the logits width (pad_to_max_length=True): None offsets, same answers
+    width = start.shape[1]
+    padded = dict(features, offset_mapping=[o + [None] * (width - len(o))
+                                            for o in features["offset_mapping"]])
+    assert_same(postprocess_predictions(examples, padded, start, end, n_best=5), want)
 
 
 def test_chunks_of_examples_give_the_same_predictions():
@@ -242,6 +279,17 @@ def test_too_long_and_reversed_spans_are_rejected():
     pred = postprocess_predictions(examples, features, start, end)["x"]
     assert (pred["text"], pred["score"]) == ("fox", 6.0)
     assert all(c["score"] < 10.0 for c in pred["n_best"])
+
+
+def test_float32_rounding_does_not_decide():
+    # 1 + (1 + 2**-23) rounds to 2.0 in float32, like 1 + 1: the float64 sums decide
+    examples, features, start, end = one_example([(0, 5)])
+    start, end = start.astype(np.float32), end.astype(np.float32)
+    start[0, 4] = start[0, 5] = end[0, 4] = 1.0
+    end[0, 5] = np.float32(1.0 + 2.0**-23)
+    pred = postprocess_predictions(examples, features, start, end, n_best=2)["x"]
+    assert [c["text"] for c in pred["n_best"]] == ["The quick", "quick"]
+    assert pred["score"] == 2.0 + 2.0**-23
 
 
 def test_non_context_and_padding_never_chosen():
@@ -326,8 +374,8 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="no 'offset_mapping' column"):
         postprocess_predictions(examples, {"example_id": ["x", "x"]}, start, end)
     with pytest.raises(ValueError, match="2 example_ids but 1 offset_mappings"):
-        postprocess_predictions(examples, dict(features, offset_mapping=features["offset_mapping"][:1]),
-                                start, end)
+        short = dict(features, offset_mapping=features["offset_mapping"][:1])
+        postprocess_predictions(examples, short, start, end)
     with pytest.raises(ValueError, match="n_best=0"):
         postprocess_predictions(examples, features, start, end, n_best=0)
     with pytest.raises(ValueError, match="cls_index 9"):
@@ -357,10 +405,10 @@ def real_examples(count_short=6, count_long=6):
     for article in json.loads(SQUAD_V11.read_text())["data"][:8]:
         for paragraph in article["paragraphs"]:
             for qa in paragraph["qas"][:1]:
+                answers = {"text": [a["text"] for a in qa["answers"]],
+                           "answer_start": [a["answer_start"] for a in qa["answers"]]}
                 rows.append({"id": qa["id"], "context": paragraph["context"],
-                             "question": qa["question"],
-                             "answers": {"text": [a["text"] for a in qa["answers"]],
-                                         "answer_start": [a["answer_start"] for a in qa["answers"]]}})
+                             "question": qa["question"], "answers": answers})
     rows.sort(key=lambda r: len(r["context"]))
     picked = rows[:count_short] + rows[-count_long:]  # the long ones span several windows
     return {k: [r[k] for r in picked] for k in picked[0]}
@@ -377,11 +425,13 @@ def test_real_features_decode_gold_answers(tokenizer):
     start = rng.normal(size=(len(features["input_ids"]), width)).astype(np.float32)
     end = rng.normal(size=start.shape).astype(np.float32)
     gold = {}
-    for f, (example_id, offsets) in enumerate(zip(features["example_id"], features["offset_mapping"])):
+    for f, (example_id, offsets) in enumerate(zip(features["example_id"],
+                                                  features["offset_mapping"])):
         e = examples["id"].index(example_id)
         text, first = examples["answers"][e]["text"][0], examples["answers"][e]["answer_start"][0]
         last = first + len(text)
-        tokens = [i for i, o in enumerate(offsets) if o is not None and o[0] < last and o[1] > first]
+        tokens = [i for i, o in enumerate(offsets)
+                  if o is not None and o[0] < last and o[1] > first]
         start[f, len(offsets):] = end[f, len(offsets):] = 1e4  # padding
         if tokens and offsets[tokens[0]][0] <= first and offsets[tokens[-1]][1] >= last:
             start[f, tokens[0]] = end[f, tokens[-1]] = 10.0

