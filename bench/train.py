@@ -366,6 +366,7 @@ def main() -> None:
     args = parser.parse_args()
 
     transformers.logging.set_verbosity_error()  # no load report for the new QA head
+    transformers.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     logging.basicConfig(level=logging.WARNING)
     print(f"machine: {machine()}")

@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--no-cache", action="store_true")
     r.set_defaults(func=run_pipeline)
 
+    from pipeline.cluster_cli import add_cluster_commands
+
+    add_cluster_commands(sub)  # submit | schedule | runs | compare (kfp.Client)
+
     args = parser.parse_args(argv)
     try:
         args.func(args)

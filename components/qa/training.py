@@ -370,7 +370,8 @@ def train_qa_model(model_name_or_path, train_features, output_dir: str, config: 
                 type(model).__name__, len(trainer.train_dataset), config.resolved_precision(),
                 config.group_by_length, config.pad_to_max_length,
                 config.per_device_train_batch_size, trainer.args.dataloader_num_workers,
-                trainer.args.optim, f", resuming from {resume}" if resume else "")
+                getattr(trainer.args.optim, "value", trainer.args.optim),
+                f", resuming from {resume}" if resume else "")
     result = trainer.train(resume_from_checkpoint=resume)
 
     trainer.save_model(output_dir)  # model, tokenizer, training_args.bin; rank 0 only
