@@ -99,7 +99,8 @@ def machine() -> str:
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
     return (f"{cpu}; {len(os.sched_getaffinity(0))} cores usable; torch threads "
             f"{torch.get_num_threads()}; GPU {gpu}; torch {torch.__version__}, transformers "
-            f"{transformers.__version__}; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+            f"{transformers.__version__}; "
+            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
 
 
 def padding_efficiency(lengths: np.ndarray, batch_size: int, grouped: bool, pad_to: int | None,
@@ -125,7 +126,8 @@ def real_lengths(features) -> np.ndarray:
 
 
 def ratio_line(name: str, fast: float, base: float, unit: str) -> str:
-    return f"  {name:<34} fast {fast:10.1f} {unit}   baseline {base:10.1f} {unit}   ratio {fast / base:5.2f}x"
+    return (f"  {name:<14} fast {fast:10.1f} {unit}   baseline {base:10.1f} {unit}   "
+            f"ratio {fast / base:5.2f}x")
 
 
 # ---------------------------------------------------------------------------------------
@@ -153,9 +155,9 @@ def compare_training(model, tokenizer, features, rounds: int, steps: int, batch_
     """Both paths on the same samples, A-B then B-A; returns the totals of each."""
     rng = np.random.default_rng(seed)
     per_round = steps // rounds * batch_size
-    configs = {"fast": TrainConfig(per_device_train_batch_size=batch_size, **config),
-               "baseline": TrainConfig.baseline(per_device_train_batch_size=batch_size,
-                                                max_length=max_length, **config)}
+    config = dict(per_device_train_batch_size=batch_size, num_train_epochs=1, **config)
+    configs = {"fast": TrainConfig(**config),
+               "baseline": TrainConfig.baseline(max_length=max_length, **config)}
     totals = {name: {"features": 0, "tokens": 0, "seconds": 0.0} for name in configs}
     print(f"training: {rounds} rounds x {per_round // batch_size} steps of {batch_size} "
           f"features per path, max_length {max_length}")
@@ -224,11 +226,13 @@ def cpu_speed(args) -> None:
           f"questions -> {len(held_features)} features")
     sample = args.steps // args.rounds * args.batch_size
     sampled = np.random.default_rng(0).choice(lengths, sample, replace=False)
+    efficiency = {name: padding_efficiency(data, args.batch_size, grouped, pad_to)
+                  for name, data, grouped, pad_to in (("baseline", lengths, False, 384),
+                                                      ("sample", sampled, True, None),
+                                                      ("full", lengths, True, None))}
     print(f"padding efficiency (real/padded tokens), batch {args.batch_size}: baseline "
-          f"{padding_efficiency(lengths, args.batch_size, False, 384):.2f}; fast "
-          f"{padding_efficiency(sampled, args.batch_size, True, None):.2f} on a "
-          f"{sample}-feature sample as here, {padding_efficiency(lengths, args.batch_size, True, None):.2f} "
-          f"over all {len(lengths)} (a full run)")
+          f"{efficiency['baseline']:.2f}; fast {efficiency['sample']:.2f} on a {sample}-feature "
+          f"sample as here, {efficiency['full']:.2f} over all {len(lengths)} (a full run)")
     train = compare_training(path, tokenizer, train_features, args.rounds, args.steps,
                              args.batch_size, 384, seed=1, logging_steps=1000, save_steps=0,
                              report_to="none")
@@ -313,12 +317,15 @@ def gpu(args, smoke: bool) -> None:
               flush=True)
     fast = figures["fast"]
     two_epochs = 2 * epoch_tokens / fast["tokens_per_second"]
+    speedup = (fast["train_samples_per_second"]
+               / figures["baseline"]["train_samples_per_second"])
     print(f"  2 epochs of {count} features: {'~' if extrapolated else ''}{two_epochs / 60:.1f} min"
           f"{' (EXTRAPOLATED from the measured steps by real tokens)' if extrapolated else ''}; "
-          f"fast/baseline samples/s {fast['train_samples_per_second'] / figures['baseline']['train_samples_per_second']:.2f}x")
+          f"fast/baseline samples/s {speedup:.2f}x")
     evaluated = dev_features.select(range(500)) if smoke else dev_features
     net = model().to("cuda" if torch.cuda.is_available() else "cpu")
-    timed_prediction(net, evaluated.select(range(min(256, len(evaluated)))), True, 128, 384)  # warm-up
+    warm_up = evaluated.select(range(min(256, len(evaluated))))
+    timed_prediction(net, warm_up, True, 128, 384)
     for name in ("fast", "baseline"):
         seconds = timed_prediction(net, evaluated, name == "fast", 128, 384)
         print(f"  evaluation {name:<8}: {len(evaluated)} features in {seconds:.2f} s "

@@ -89,7 +89,8 @@ class TrainConfig:
                                         "its longest feature.")
     max_length: int = _f(384, "The max_length the features were built with "
                               "(used by pad_to_max_length).")
-    dataloader_num_workers: int | str = _f("auto", "Data loader processes; auto = 2 on GPU, 0 on CPU.")
+    dataloader_num_workers: int | str = _f("auto", "Data loader processes; auto = 2 on GPU, "
+                                                   "0 on CPU.")
     torch_compile: bool = _f(False, "Compile the model with torch.compile (recompiles per "
                                     "padded length at first).")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
@@ -152,7 +153,8 @@ class TrainConfig:
             bad("save_total_limit", f"save_total_limit={self.save_total_limit} must be >= 1",
                 "Keep at least the latest checkpoint, e.g. 2.")
         if self.report_to not in ("tensorboard", "none"):
-            bad("report_to", f"unknown report_to {self.report_to!r}", "Use 'tensorboard' or 'none'.")
+            bad("report_to", f"unknown report_to {self.report_to!r}",
+                "Use 'tensorboard' or 'none'.")
 
     @classmethod
     def baseline(cls, **overrides: Any) -> TrainConfig:
@@ -174,7 +176,9 @@ class TrainConfig:
 
         cuda = _cuda()
         precision = self.resolved_precision()
-        workers = (2 if cuda else 0) if self.dataloader_num_workers == "auto" else self.dataloader_num_workers
+        workers = self.dataloader_num_workers
+        if workers == "auto":
+            workers = 2 if cuda else 0
         return TrainingArguments(
             output_dir=output_dir,
             learning_rate=self.learning_rate,

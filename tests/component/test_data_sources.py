@@ -1,0 +1,127 @@
+"""Dataset sources the download step accepts, on real SQuAD records, and their errors."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import datasets
+import pytest
+
+from components.qa.errors import InvalidInputError
+from components.qa.squad_io import check_unique_ids, fingerprint, load_split
+from tests.conftest import REPO, write_json
+
+SAMPLE = REPO / "data" / "squad-sample"
+
+
+def sample_doc(articles=1):
+    doc = json.loads((SAMPLE / "validation.json").read_text())
+    return {"version": doc["version"], "data": doc["data"][:articles]}
+
+
+def test_sample_by_split_pattern_and_by_folder_agree():
+    by_pattern = load_split(str(SAMPLE / "{split}.json"), "validation")
+    by_folder = load_split(str(SAMPLE), "validation")
+    assert len(by_pattern) == 721
+    assert fingerprint(by_pattern) == fingerprint(by_folder)
+    row = by_pattern[0]
+    assert row["context"][row["answers"]["answer_start"][0]:].startswith(row["answers"]["text"][0])
+
+
+def test_jsonl_parquet_and_folder_of_json_files(tmp_path):
+    reference = load_split(str(SAMPLE / "{split}.json"), "validation").select(range(50))
+    reference.to_json(tmp_path / "train.jsonl")
+    reference.to_parquet(tmp_path / "validation.parquet")
+    assert fingerprint(load_split(str(tmp_path), "train")) == fingerprint(reference)
+    assert fingerprint(load_split(str(tmp_path), "validation")) == fingerprint(reference)
+    (tmp_path / "test").mkdir()
+    doc = sample_doc(2)
+    write_json(tmp_path / "test" / "a.json", {"data": doc["data"][:1]})
+    write_json(tmp_path / "test" / "b.json", {"data": doc["data"][1:]})
+    both = load_split(str(tmp_path), "test")
+    assert len(both) == sum(len(p["qas"]) for a in doc["data"] for p in a["paragraphs"])
+
+
+def test_v2_unanswerable_records(dev_v2_path):
+    data = load_split(str(dev_v2_path), "validation")
+    assert len(data) == 1407 and sum(not a["text"] for a in data["answers"]) == 702
+
+
+@pytest.mark.parametrize("content, field, message", [
+    ('{"data": [', None, "malformed JSON at line 1"),
+    ('{"version": "1.1"}', "data", "expected list"),
+    ('{"data": [{"paragraphs": [{"qas": []}]}]}', "context", "expected str"),
+    ('{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "q1", "answers": []}]}]}]}',
+     "question", "expected str"),
+    ('{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "q1", "question": "?", '
+     '"answers": [{"text": "c", "answer_start": "0"}]}]}]}]}', "answers[0].answer_start", "expected int"),
+    ('{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "q1", "question": "?", '
+     '"is_impossible": true, "answers": [{"text": "c", "answer_start": 0}]}]}]}]}', "answers", "is_impossible"),
+])
+def test_bad_squad_json_names_file_record_and_field(tmp_path, content, field, message):
+    path = tmp_path / "validation.json"
+    path.write_text(content)
+    with pytest.raises(InvalidInputError) as err:
+        load_split(str(path), "validation")
+    assert str(path) in str(err.value) and message in str(err.value)
+    if field:
+        assert err.value.field == field
+
+
+def test_non_utf8_file(tmp_path):
+    path = tmp_path / "validation.json"
+    path.write_bytes(b'{"data": [{"title": "caf\xe9"}]}')
+    with pytest.raises(InvalidInputError, match="not UTF-8.*byte 24"):
+        load_split(str(path), "validation")
+
+
+def test_missing_split_and_missing_columns(tmp_path):
+    with pytest.raises(InvalidInputError, match="no data for split 'train2'"):
+        load_split(str(SAMPLE), "train2")
+    datasets.Dataset.from_dict({"id": ["a"], "question": ["q"]}).to_json(tmp_path / "train.jsonl")
+    with pytest.raises(InvalidInputError, match=r"missing column\(s\) \['context', 'answers'\]"):
+        load_split(str(tmp_path), "train")
+
+
+def test_duplicate_ids_are_rejected():
+    data = load_split(str(SAMPLE / "{split}.json"), "validation").select([0, 1, 0])
+    with pytest.raises(InvalidInputError, match="id is used twice .the same question"):
+        check_unique_ids(data, "x")
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """moto's server mode: a real S3 endpoint on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_s3_source_through_fsspec(s3_endpoint, monkeypatch):
+    import boto3
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(key, value)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="squad")
+    s3.put_object(Bucket="squad", Key="v1/validation.json", Body=(SAMPLE / "validation.json").read_bytes())
+    remote = load_split("s3://squad/v1/{split}.json", "validation")
+    local = load_split(str(SAMPLE / "{split}.json"), "validation")
+    assert fingerprint(remote) == fingerprint(local)
+    with pytest.raises(InvalidInputError, match="no data for split 'train'"):
+        load_split("s3://squad/v1/{split}.json", "train")
