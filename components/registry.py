@@ -78,28 +78,54 @@ class LocalRegistry:
 
 
 class KubeflowModelRegistry:
-    """Kubeflow Model Registry through its Python client."""
+    """Kubeflow Model Registry through its Python client (REST, /api/model_registry/v1).
+
+    The bearer token is the value of $MODEL_REGISTRY_TOKEN (a Kubernetes secret as env); the
+    client's own `user_token_envvar` wants a variable holding a file path, not a token. With no
+    token the client falls back to the mounted service-account token.
+    """
 
     def __init__(self, server_address: str, port: int, author: str):
         from model_registry import ModelRegistry
 
         self.client = ModelRegistry(server_address, port, author=author,
                                     is_secure=server_address.startswith("https://"),
-                                    user_token_envvar=TOKEN_ENV)
+                                    user_token=os.environ.get(TOKEN_ENV) or None)
+
+    def get(self, name: str, version: str) -> dict | None:
+        """The version's record (metadata decoded back from custom properties), or None."""
+        if self.client.get_registered_model(name) is None:
+            return None
+        found = self.client.get_model_version(name, version)
+        if found is None:
+            return None
+        artifact = self.client.get_model_artifact(name, version)
+        metadata = {k: json.loads(v) if isinstance(v, str) and v[:1] in "{[" else v
+                    for k, v in (found.custom_properties or {}).items()}
+        return {"name": name, "version": version, "id": found.id, "author": found.author,
+                "uri": artifact.uri if artifact else None,
+                "model_source_id": artifact.model_source_id if artifact else None,
+                "metadata": metadata}
 
     def register(self, name, version, uri, *, model_format_name, model_format_version, source_id,
                  metadata, author):
-        existing = self.client.get_model_version(name, version)
+        from model_registry.exceptions import StoreError
+
+        existing = self.get(name, version)
         if existing is not None:
-            return {"name": name, "version": version, "id": existing.id}, False
+            return existing, False
         flat = {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v, sort_keys=True)
-                for k, v in metadata.items()}
-        model = self.client.register_model(
-            name, uri, version=version, model_format_name=model_format_name,
-            model_format_version=model_format_version, model_source_kind="kfp",
-            model_source_id=source_id, metadata=flat, author=author)
-        return {"name": name, "version": version, "uri": uri, "id": model.id,
-                "metadata": metadata}, True
+                for k, v in metadata.items() if v is not None}
+        try:
+            self.client.register_model(
+                name, uri, version=version, model_format_name=model_format_name,
+                model_format_version=model_format_version, model_source_kind="kfp",
+                model_source_id=source_id, metadata=flat, author=author)
+        except StoreError as e:
+            if "already exists" not in str(e):  # another run registered it since get()
+                raise
+            return self.get(name, version), False
+        return self.get(name, version), True
 
 
 def open_registry(uri: str, pipeline_root: str, author: str) -> Registry:

@@ -92,7 +92,8 @@ if ! docker info >/dev/null 2>&1; then
   echo "build.sh: the docker daemon is not reachable; run images/ci-setup.sh (as root) first" >&2
   exit 1
 fi
-# Without buildx the CLI falls back to the legacy builder; say so once instead of per build.
+# Without buildx only the legacy builder exists (DOCKER_BUILDKIT=1 would fail); the
+# Dockerfile works with both.
 if ! docker buildx version >/dev/null 2>&1; then export DOCKER_BUILDKIT=0; fi
 
 build_local_base() {

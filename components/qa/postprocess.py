@@ -41,8 +41,6 @@ per chunk of examples together with exactly their features (the evaluate step do
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from collections.abc import Mapping
 from typing import Any
 
@@ -303,41 +301,26 @@ def _predictions(example_ids: list[str], contexts: list[str], example: np.ndarra
     best_scores = best_score.tolist()
     null_scores = null_score.tolist() if null_score is not None else None
     predictions: dict[str, dict[str, Any]] = {}
-    with _gc_paused():  # ~20 dicts per example, none in a cycle
-        texts = [contexts[e][a:b] for e, a, b in zip(example.tolist(), lo, hi)]
-        entries = [{"text": t, "score": s, "probability": p}
-                   for t, s, p in zip(texts, score.tolist(), probability)]
-        for e, (example_id, a, b) in enumerate(zip(example_ids, bounds[:-1].tolist(),
-                                                   bounds[1:].tolist())):
-            n_best = entries[a:b]
-            span_score = best_scores[e]
-            prediction = {"text": texts[a] if a < b else "", "score": span_score,
-                          "start": lo[a] if a < b else None, "end": hi[a] if a < b else None,
-                          "n_best": n_best}
-            if null_score is not None:
-                null = null_scores[e]
-                n_best.insert(null_at[e], {"text": "", "score": null,
-                                           "probability": null_probability[e]})
-                prediction.update(null_score=null, null_score_diff=null - span_score,
-                                  span_text=prediction["text"], span_score=span_score)
-                if null > span_score + null_score_diff_threshold:
-                    prediction.update(text="", score=null, start=None, end=None)
-            predictions[example_id] = prediction
+    texts = [contexts[e][a:b] for e, a, b in zip(example.tolist(), lo, hi)]
+    entries = [{"text": t, "score": s, "probability": p}
+               for t, s, p in zip(texts, score.tolist(), probability)]
+    for e, (example_id, a, b) in enumerate(zip(example_ids, bounds[:-1].tolist(),
+                                               bounds[1:].tolist())):
+        n_best = entries[a:b]
+        span_score = best_scores[e]
+        prediction = {"text": texts[a] if a < b else "", "score": span_score,
+                      "start": lo[a] if a < b else None, "end": hi[a] if a < b else None,
+                      "n_best": n_best}
+        if null_score is not None:
+            null = null_scores[e]
+            n_best.insert(null_at[e], {"text": "", "score": null,
+                                       "probability": null_probability[e]})
+            prediction.update(null_score=null, null_score_diff=null - span_score,
+                              span_text=prediction["text"], span_score=span_score)
+            if null > span_score + null_score_diff_threshold:
+                prediction.update(text="", score=null, start=None, end=None)
+        predictions[example_id] = prediction
     return predictions
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector: building a few hundred thousand small dicts
-    otherwise triggers collections over the caller's whole heap (with datasets and
-    transformers loaded, a third of the time)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _Features:

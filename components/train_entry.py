@@ -1,0 +1,88 @@
+"""One training entry point for every topology: alone, torchrun in one pod, every node of a TrainJob.
+
+    python -m components.train_entry --features DIR --base-model DIR --output DIR --config JSON
+    torchrun --nproc-per-node 4 -m components.train_entry ...     # several GPUs in one pod
+
+The Trainer reads RANK / WORLD_SIZE / LOCAL_RANK from the environment that
+torchrun (or a Kubeflow TrainJob node) sets; only rank 0 writes the model, the
+metrics file and the TensorBoard events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from components.qa.training import TrainConfig, train_qa_model
+
+METRICS_FILE = "train_metrics.json"
+
+
+def is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def train(features: str, base_model: str, output: str, config: TrainConfig,
+          logging_dir: str | None = None, checkpoint_dir: str | None = None) -> dict:
+    """Train in this process (one rank); rank 0 also writes metrics next to the model."""
+    import datasets
+
+    result = train_qa_model(base_model, datasets.load_from_disk(features), output, config,
+                            logging_dir=logging_dir, checkpoint_dir=checkpoint_dir)
+    if is_rank_zero():
+        (Path(output) / METRICS_FILE).write_text(json.dumps(result, indent=2, sort_keys=True))
+    return result
+
+
+MODULE = "components.train_entry"
+
+
+def entry_args(features: str, base_model: str, output: str, config: TrainConfig,
+               logging_dir: str | None, checkpoint_dir: str | None) -> list[str]:
+    """This module's arguments, shared by the torchrun and TrainJob launchers."""
+    args = ["--features", features, "--base-model", base_model,
+            "--output", output, "--config", json.dumps(dataclasses.asdict(config))]
+    if logging_dir:
+        args += ["--logging-dir", logging_dir]
+    if checkpoint_dir:
+        args += ["--checkpoint-dir", checkpoint_dir]
+    return args
+
+
+def launch(processes: int, features: str, base_model: str, output: str, config: TrainConfig,
+           logging_dir: str | None = None, checkpoint_dir: str | None = None) -> dict:
+    """Train with `processes` data-parallel ranks on this node (1: in this process)."""
+    if processes <= 1:
+        return train(features, base_model, output, config, logging_dir, checkpoint_dir)
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc-per-node={processes}", "--module", MODULE,
+            *entry_args(features, base_model, output, config, logging_dir, checkpoint_dir)]
+    done = subprocess.run(argv, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"torchrun with {processes} processes exited with {done.returncode}; "
+                           "the rank that failed printed its error above.")
+    return json.loads((Path(output) / METRICS_FILE).read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.train_entry", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--features", required=True, help="train features (datasets save_to_disk)")
+    parser.add_argument("--base-model", required=True, help="save_pretrained directory or Hub id")
+    parser.add_argument("--output", required=True, help="where rank 0 saves the model")
+    parser.add_argument("--config", required=True, help="TrainConfig as JSON")
+    parser.add_argument("--logging-dir")
+    parser.add_argument("--checkpoint-dir")
+    args = parser.parse_args(argv)
+    config = TrainConfig(**json.loads(args.config))
+    train(args.features, args.base_model, args.output, config, args.logging_dir, args.checkpoint_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,457 @@
+"""Kubeflow Pipelines on a cluster: connect, upload, experiment, submit, wait, schedule, compare.
+
+Plain functions over `kfp.Client`, shared by `python -m pipeline submit|schedule|runs|compare`
+(pipeline/cluster_cli.py) and pipeline.ipynb. Every KFP API error a person can act on
+(unreachable host, rejected token, unknown experiment, failed run) becomes a `ClusterError`
+whose message says what to do; see docs/cluster.md.
+
+    export KFP_HOST=https://kubeflow.example.com/pipeline KFP_TOKEN=...   # outside the cluster
+    python -m pipeline submit --profile cluster --experiment qa --wait
+    python -m pipeline schedule --experiment qa --cron "0 0 3 * * *" --max-concurrency 1
+    python -m pipeline compare --experiment qa --experiment qa-lr --out compare/
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from components.qa.errors import InvalidInputError
+from pipeline.parameters import DEFAULTS
+
+SA_TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"  # set by Kubeflow's PodDefault in notebooks
+DEFAULT_SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
+IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
+FINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
+METRICS = ("exact_match", "f1")
+EXCERPT_LINES = 15
+
+
+class ClusterError(InvalidInputError):
+    """A cluster call failed for a reason the user can fix; the message says how."""
+
+    def __init__(self, problem: str, *, fix: str):
+        super().__init__(problem, fix=fix)
+
+
+# ---------------------------------------------------------------------------------------- connect
+
+def connect(host: str | None = None, token: str | None = None, namespace: str | None = None):
+    """A `kfp.Client` for the configured KFP API, or None when none is configured (use kfp.local).
+
+    Token, in order: `token`, $KFP_TOKEN, then the service-account token Kubeflow mounts in
+    notebooks ($KF_PIPELINES_SA_TOKEN_PATH, default /var/run/secrets/kubeflow/pipelines/token).
+    kfp.Client reads that file by itself only when it is given no host and finds itself in a
+    pod; with an explicit host it sends no credentials, so the file is passed on explicitly.
+    Host: `host`, $KFP_HOST, $KF_PIPELINES_ENDPOINT, else the in-cluster service when the
+    service-account token is present. The token is never printed.
+    """
+    import kfp
+    from kfp.client import ServiceAccountTokenVolumeCredentials
+
+    host = host or os.environ.get("KFP_HOST") or os.environ.get("KF_PIPELINES_ENDPOINT")
+    token = token or os.environ.get("KFP_TOKEN") or None
+    token_path = Path(os.environ.get(SA_TOKEN_ENV) or DEFAULT_SA_TOKEN_PATH)
+    credentials = None
+    if not token and token_path.is_file():
+        credentials = ServiceAccountTokenVolumeCredentials(str(token_path))
+        host = host or IN_CLUSTER_HOST
+    if not host:
+        return None
+    host = host.rstrip("/")
+    _check_access(host, token or (token_path.read_text().strip() if credentials else None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later"
+        return kfp.Client(host=host, existing_token=token, credentials=credentials,
+                          namespace=namespace or "kubeflow")
+
+
+def _check_access(host: str, token: str | None) -> None:
+    """One healthz call before kfp.Client, whose own healthz check retries for 25 s on a bad token."""
+    request = urllib.request.Request(f"{host}/apis/v2beta1/healthz")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            body = response.read()
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            raise ClusterError(f"KFP at {host} rejected the token (HTTP {e.code})",
+                               fix=_TOKEN_FIX) from None
+        raise ClusterError(f"KFP at {host} answered HTTP {e.code} on /apis/v2beta1/healthz",
+                           fix=_HOST_FIX) from None
+    except (urllib.error.URLError, OSError) as e:
+        raise ClusterError(f"cannot reach KFP at {host} ({getattr(e, 'reason', e)})",
+                           fix=_HOST_FIX) from None
+    try:
+        json.loads(body)
+    except ValueError:  # an auth proxy (Dex, oauth2-proxy) answers a login page with HTTP 200
+        raise ClusterError(f"{host} answered a web page, not the KFP API (a login page?)",
+                           fix=_TOKEN_FIX) from None
+
+
+_TOKEN_FIX = ("Set KFP_TOKEN to a valid token for your profile (outside the cluster), or run inside a "
+              "Kubeflow notebook whose PodDefault mounts the pipelines token.")
+_HOST_FIX = ("Set KFP_HOST (or --host) to the KFP API, e.g. http://localhost:8888 after "
+             "`kubectl port-forward -n kubeflow svc/ml-pipeline 8888`, or https://<kubeflow>/pipeline.")
+
+
+@contextlib.contextmanager
+def api_errors(action: str) -> Iterator[None]:
+    """Turn KFP API exceptions into ClusterErrors that say what to do."""
+    import kfp_server_api
+    import urllib3
+
+    try:
+        yield
+    except kfp_server_api.ApiException as e:
+        message = _api_message(e.body)
+        if e.status in (401, 403):
+            raise ClusterError(f"{action}: KFP rejected the token (HTTP {e.status})",
+                               fix=_TOKEN_FIX) from None
+        if e.status == 404:
+            raise ClusterError(f"{action}: not found ({message})",
+                               fix="Check the name or ID with `python -m pipeline runs`.") from None
+        raise ClusterError(f"{action}: KFP answered HTTP {e.status}: {message}",
+                           fix="Fix the request as the message says, or see the KFP API server log.") from None
+    except urllib3.exceptions.HTTPError as e:
+        raise ClusterError(f"{action}: cannot reach KFP ({e})", fix=_HOST_FIX) from None
+
+
+def _api_message(body: Any) -> str:
+    try:
+        doc = json.loads(body)
+        return str(doc.get("message") or doc.get("error") or doc)[:500]
+    except (TypeError, ValueError, AttributeError):
+        return str(body or "no details")[:500]
+
+
+# ------------------------------------------------------------------- upload, experiment, submit
+
+@dataclasses.dataclass(frozen=True)
+class Uploaded:
+    pipeline_id: str
+    version_id: str
+    version_name: str
+    created: bool  # False: this exact YAML was uploaded before
+
+
+def version_name(package_path: str | os.PathLike, name: str) -> str:
+    """`<name>-<12 hex of sha256(YAML)>`: the same YAML always maps to the same version."""
+    return f"{name}-{hashlib.sha256(Path(package_path).read_bytes()).hexdigest()[:12]}"
+
+
+def upload(client, package_path: str | os.PathLike, name: str) -> Uploaded:
+    """Upload a compiled pipeline as `name`, or as a new version of it; the same YAML is a no-op.
+
+    A new pipeline also gets KFP's default first version (named like the pipeline); runs here
+    always use the content-named version.
+    """
+    version = version_name(package_path, name)
+    with api_errors(f"upload pipeline {name!r}"):
+        try:
+            pipeline_id = client.get_pipeline_id(name)
+        except ValueError as e:  # "Multiple pipelines with the name"
+            raise ClusterError(str(e), fix="Delete or rename the duplicates in the KFP UI.") from None
+        if pipeline_id is None:
+            pipeline_id = client.upload_pipeline(str(package_path), pipeline_name=name).pipeline_id
+        existing = client.list_pipeline_versions(pipeline_id, page_size=1,
+                                                 filter=_name_filter(version)).pipeline_versions
+        if existing:
+            print(f"pipeline {name} version {version} is already uploaded; nothing to do")
+            return Uploaded(pipeline_id, existing[0].pipeline_version_id, version, created=False)
+        uploaded = client.upload_pipeline_version(str(package_path), version, pipeline_id=pipeline_id)
+    return Uploaded(pipeline_id, uploaded.pipeline_version_id, version, created=True)
+
+
+def _name_filter(name: str) -> str:
+    return json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name",
+                                       "stringValue": name}]})
+
+
+def experiment(client, name: str, namespace: str | None = None) -> str:
+    """The ID of experiment `name`, created if it does not exist."""
+    with api_errors(f"experiment {name!r}"):
+        return client.create_experiment(name, namespace=namespace).experiment_id  # gets or creates
+
+
+def find_experiment(client, name: str, namespace: str | None = None) -> str:
+    """The ID of an existing experiment; a ClusterError naming the known ones if there is none."""
+    with api_errors(f"experiment {name!r}"):
+        found = client.list_experiments(page_size=1, filter=_name_filter(name),
+                                        namespace=namespace).experiments
+        if found:
+            return found[0].experiment_id
+        known = [e.display_name for e in client.list_experiments(page_size=50, namespace=namespace)
+                 .experiments or []]
+    raise ClusterError(f"experiment {name!r} not found",
+                       fix=f"Use one of: {', '.join(known) or '(none yet)'}; `submit` creates experiments.")
+
+
+def submit(client, params: dict[str, Any], experiment_id: str, *, pipeline_id: str | None = None,
+           version_id: str | None = None, package_path: str | None = None,
+           run_name: str | None = None, enable_caching: bool = True) -> str:
+    """Start a run of an uploaded version (or of a compiled YAML); returns the run ID.
+
+    enable_caching=True keeps the compiled caching options (register-model is never cached);
+    the SDK's override would switch caching on for every task. Turning caching off needs the
+    YAML: KFP applies no caching override to a run of an uploaded version.
+    """
+    if not enable_caching and package_path is None:
+        raise ClusterError("caching can only be switched off for a run of the compiled YAML",
+                           fix="Pass package_path (the CLI does this for --no-cache).")
+    source = ({"pipeline_package_path": str(package_path), "enable_caching": False}
+              if not enable_caching else {"pipeline_id": pipeline_id, "version_id": version_id})
+    with api_errors("submit run"):
+        run = client.run_pipeline(experiment_id, run_name or f"qa-finetune {time.strftime('%Y-%m-%d %H-%M-%S')}",
+                                  params=params, **source)
+    return run.run_id
+
+
+# ------------------------------------------------------------------------------------------ wait
+
+def step_names(run) -> list[str]:
+    """Task names as the pipeline defines them, without KFP's driver and root entries."""
+    details = (run.run_details.task_details or []) if run.run_details else []
+    names = [t.display_name for t in details if t.display_name and not t.child_tasks
+             and not t.display_name.endswith("-driver")
+             and t.display_name not in ("root", "executor", run.display_name)]
+    return list(dict.fromkeys(names))
+
+
+def wait(client, run_id: str, timeout: float = 24 * 3600, poll: float = 15.0,
+         echo: Callable[[str], None] = print):
+    """Poll a run until it ends; one line per change (state + finished tasks).
+
+    Returns the run on success; a ClusterError names the failing task and quotes its error.
+    """
+    started, last = time.monotonic(), None
+    while True:
+        with api_errors(f"run {run_id}"):
+            run = client.get_run(run_id)
+        state = str(run.state or "PENDING")
+        tasks = {t.display_name: str(t.state) for t in (run.run_details.task_details or [])} \
+            if run.run_details else {}
+        done = [n for n in step_names(run) if tasks.get(n) in ("SUCCEEDED", "SKIPPED")]
+        line = f"{state:<9} done: {', '.join(done) or '-'}"
+        if line != last:
+            echo(f"[{time.monotonic() - started:6.0f} s] {line}")
+            last = line
+        if state == "SUCCEEDED":
+            return run
+        if state in FINAL_STATES:
+            raise run_failure(run)
+        if time.monotonic() - started > timeout:
+            raise ClusterError(f"run {run_id} is still {state} after {timeout:.0f} s",
+                               fix="Wait longer (--timeout) or follow it in the KFP UI; it keeps running.")
+        time.sleep(poll)
+
+
+def run_failure(run) -> ClusterError:
+    """The error for a run that did not succeed: failing task(s), pod, and the error's last lines."""
+    details = (run.run_details.task_details or []) if run.run_details else []
+    failed = [t for t in details if str(t.state) == "FAILED" and not t.child_tasks
+              and t.display_name in step_names(run)] or \
+             [t for t in details if str(t.state) == "FAILED" and not t.child_tasks]
+    message = next((t.error.message for t in failed if t.error and t.error.message), None) \
+        or (run.error.message if run.error else None) or "no error message recorded"
+    excerpt = "\n".join("    " + line for line in message.strip().splitlines()[-EXCERPT_LINES:])
+    names = ", ".join(t.display_name for t in failed) or "unknown task"
+    pods = " ".join(t.pod_name for t in failed if t.pod_name)
+    log = f"`kubectl logs {pods} -c main`" if pods else "the task's log in the KFP UI"
+    return ClusterError(f"run {run.run_id} {run.state}: task {names} failed",
+                        fix=f"Its error ends with:\n{excerpt}\nFix that, then submit again; full log: {log}.")
+
+
+# ------------------------------------------------------------------------------------ schedules
+
+def schedule(client, experiment_id: str, name: str, *, pipeline_id: str, version_id: str,
+             params: dict[str, Any], cron: str | None = None, interval_s: int | None = None,
+             max_concurrency: int = 1, enabled: bool = True) -> str:
+    """Create a recurring run (cron with 6 fields, seconds first, or an interval); no catch-up.
+
+    no_catchup: after a pause only the latest missed run starts, not one per missed slot.
+    """
+    if (cron is None) == (interval_s is None):
+        raise ClusterError("a schedule needs exactly one of cron or interval",
+                           fix="Use --cron '0 0 3 * * *' (daily at 03:00) or --interval 86400.")
+    if cron is not None and len(cron.split()) != 6:
+        raise ClusterError(f"cron {cron!r} has {len(cron.split())} fields; KFP's cron has 6 "
+                           "(second minute hour day month weekday)",
+                           fix=f"Prefix a seconds field: '0 {cron}'.")
+    if max_concurrency < 1 or (interval_s is not None and interval_s < 1):
+        raise ClusterError("max_concurrency and interval must be positive",
+                           fix="Use --max-concurrency 1 for training runs that share a GPU.")
+    with api_errors(f"schedule {name!r}"):
+        job = client.create_recurring_run(
+            experiment_id, name, cron_expression=cron, interval_second=interval_s,
+            max_concurrency=max_concurrency, no_catchup=True, params=params,
+            pipeline_id=pipeline_id, version_id=version_id, enabled=enabled)
+    return job.recurring_run_id
+
+
+def set_schedule(client, recurring_run_id: str, action: str) -> None:
+    """enable, disable or delete a recurring run."""
+    calls = {"enable": client.enable_recurring_run, "disable": client.disable_recurring_run,
+             "delete": client.delete_recurring_run}
+    with api_errors(f"{action} recurring run {recurring_run_id}"):
+        calls[action](recurring_run_id)
+
+
+def list_schedules(client, experiment_id: str | None = None) -> list[dict[str, Any]]:
+    with api_errors("list recurring runs"):
+        jobs = client.list_recurring_runs(page_size=100, experiment_id=experiment_id).recurring_runs
+    return [{"id": j.recurring_run_id, "name": j.display_name, "status": str(j.status),
+             "trigger": (j.trigger.cron_schedule.cron if j.trigger.cron_schedule
+                         else f"every {j.trigger.periodic_schedule.interval_second} s"),
+             "max_concurrency": int(j.max_concurrency or 1), "no_catchup": bool(j.no_catchup)}
+            for j in jobs or []]
+
+
+# ------------------------------------------------------------------------------ runs and compare
+
+def list_runs(client, experiments: list[str], namespace: str | None = None) -> list[dict[str, Any]]:
+    """Every run of the named experiments, newest first, as plain dicts."""
+    rows = []
+    for name in experiments:
+        experiment_id, token = find_experiment(client, name, namespace), ""
+        while True:
+            with api_errors(f"list runs of {name!r}"):
+                page = client.list_runs(page_token=token, page_size=100, sort_by="created_at desc",
+                                        experiment_id=experiment_id)
+            rows += [run_summary(r, name) for r in page.runs or []]
+            token = page.next_page_token
+            if not token:
+                break
+    return rows
+
+
+def run_summary(run, experiment: str) -> dict[str, Any]:
+    return {"experiment": experiment, "run_id": run.run_id, "run_name": run.display_name,
+            "state": str(run.state), "created_at": _iso(run.created_at),
+            "finished_at": _iso(run.finished_at),
+            "parameters": dict((run.runtime_config.parameters or {}) if run.runtime_config else {})}
+
+
+def _iso(value) -> str:
+    return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else str(value or "")
+
+
+def registry_metrics(run: dict[str, Any], registry_uri: str | None = None,
+                     _registries: dict | None = None) -> tuple[dict[str, float], str]:
+    """A run's evaluation metrics from the register step's record, and a note when there are none.
+
+    KFP v2 keeps metrics in ML Metadata, which the v2beta1 API does not expose; the register
+    step writes them with the run ID into the model registry (docs/cluster.md).
+    """
+    from components.registry import open_registry
+
+    params = run["parameters"]
+    uri = registry_uri if registry_uri is not None else str(params.get("registry_uri") or "")
+    if run["state"] != "SUCCEEDED":
+        return {}, f"run {run['state']}"
+    if not uri:
+        return {}, "registry_uri unset: pass --registry-uri"
+    registries = {} if _registries is None else _registries
+    name = str(params.get("model_name") or DEFAULTS["model_name"])
+    version = str(params.get("model_version") or run["run_id"])
+    try:
+        if uri not in registries:
+            registries[uri] = open_registry(uri, pipeline_root="", author="kfp-squad-qa")
+        record = registries[uri].get(name, version)
+    except InvalidInputError:
+        raise
+    except Exception as e:  # the registry client raises aiohttp, mr_openapi and StoreError types
+        raise ClusterError(f"cannot read {name}:{version} from the model registry at {uri} "
+                           f"({type(e).__name__}: {str(e)[:200]})",
+                           fix="Pass a registry_uri reachable from here (e.g. --registry-uri "
+                               "http://localhost:8080 after `kubectl port-forward -n kubeflow "
+                               "svc/model-registry-service 8080`) and set MODEL_REGISTRY_TOKEN.") from None
+    if record is None:
+        return {}, f"{name}:{version} not registered (F1 below min_f1?)"
+    owner = record.get("metadata", {}).get("pipeline_run_id")
+    if owner not in (None, run["run_id"]):
+        return {}, f"{name}:{version} was registered by run {owner}"
+    return dict(record["metadata"].get("metrics", {})), ""
+
+
+def compare(client, experiments: list[str], registry_uri: str | None = None,
+            namespace: str | None = None) -> list[dict[str, Any]]:
+    """One row per run of the experiments: parameters (from KFP) and metrics (from the registry)."""
+    registries: dict = {}
+    rows = []
+    for run in list_runs(client, experiments, namespace):
+        metrics, note = registry_metrics(run, registry_uri, registries)
+        rows.append(comparison_row(run, metrics, note))
+    return rows
+
+
+def comparison_row(run: dict[str, Any], metrics: dict[str, Any], note: str = "") -> dict[str, Any]:
+    """The flat row compare.csv holds: identity, metrics, note, then every pipeline parameter."""
+    row = {k: run.get(k, "") for k in ("experiment", "run_name", "run_id", "state", "created_at")}
+    row.update({m: metrics.get(m, "") for m in METRICS})
+    row["note"] = note
+    row.update({name: run["parameters"].get(name, "") for name in DEFAULTS})
+    return row
+
+
+def write_comparison(rows: list[dict[str, Any]], out_dir: str | os.PathLike) -> dict[str, Path]:
+    """compare.csv (every column), compare.md (parameters that differ + metrics), compare.png."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {kind: out / f"compare.{kind}" for kind in ("csv", "md", "png")}
+    columns = list(rows[0]) if rows else ["experiment", "run_name", "run_id", "state", *METRICS, "note"]
+    with paths["csv"].open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    paths["md"].write_text(markdown_table(rows), encoding="utf-8")
+    _plot(rows, paths["png"])
+    return paths
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    varying = [p for p in DEFAULTS if len({str(r.get(p, "")) for r in rows}) > 1]
+    columns = ["experiment", "run_name", "state", *varying, *METRICS, "note"]
+
+    def cell(value) -> str:
+        text = f"{value:.2f}" if isinstance(value, float) else str(value)
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    # Figure + Agg canvas directly: pyplot's global backend (inline in notebooks) stays untouched.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    scored = [r for r in rows if isinstance(r.get("f1"), (int, float))]
+    fig = Figure(figsize=(max(4.0, 1.2 * len(scored) + 2), 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    width = 0.38
+    for i, metric in enumerate(METRICS):
+        ax.bar([x + (i - 0.5) * width for x in range(len(scored))],
+               [float(r[metric]) for r in scored], width, label=metric)
+    ax.set_xticks(range(len(scored)), [f"{r['experiment']}\n{r['run_name']}"[:40] for r in scored],
+                  fontsize=7)
+    ax.set_ylabel("score (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("SQuAD exact match and F1 per run" if scored else "no run has metrics yet")
+    if scored:
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
