@@ -29,12 +29,13 @@ def download(
         data = squad_io.load_split(dataset, split, config=dataset_config, revision=dataset_revision)
         if limit > 0:
             data = data.select(range(min(limit, len(data))))
-        squad_io.check_unique_ids(data, f"{dataset} [{split}]")
-        columns, report = check_answers(data.to_dict(), policy=answer_policy, source=f"{dataset} [{split}]")
+        where = squad_io.describe_source(dataset, split)
+        squad_io.validate_examples(data, where)
+        columns, report = check_answers(data.to_dict(), policy=answer_policy, source=where)
         if report.repaired or report.dropped:
             data = data.from_dict(columns, features=data.features)
         if len(data) == 0:
-            raise ValueError(f"{dataset} [{split}]: no examples left (answer report {report.as_dict()}). "
+            raise ValueError(f"{where}: no examples left (answer report {report.as_dict()}). "
                              "Check the source and max_*_samples.")
         with published(artifact.path) as tmp:
             data.save_to_disk(tmp)

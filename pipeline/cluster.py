@@ -8,7 +8,7 @@ whose message says what to do; see docs/cluster.md.
     export KFP_HOST=https://kubeflow.example.com/pipeline KFP_TOKEN=...   # outside the cluster
     python -m pipeline submit --profile cluster --experiment qa --wait
     python -m pipeline schedule --experiment qa --cron "0 0 3 * * *" --max-concurrency 1
-    python -m pipeline compare --experiment qa --experiment qa-lr --out compare/
+    python -m pipeline compare --experiment qa --experiment qa-lr --out local_outputs/compare
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from components.qa.errors import InvalidInputError
 from pipeline.parameters import DEFAULTS
+from pipeline.qa_pipeline import PIPELINE_NAME
 
 SA_TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"  # set by Kubeflow's PodDefault in notebooks
 DEFAULT_SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
@@ -213,17 +215,20 @@ def submit(client, params: dict[str, Any], experiment_id: str, *, pipeline_id: s
     source = ({"pipeline_package_path": str(package_path), "enable_caching": False}
               if not enable_caching else {"pipeline_id": pipeline_id, "version_id": version_id})
     with api_errors("submit run"):
-        run = client.run_pipeline(experiment_id, run_name or f"qa-finetune {time.strftime('%Y-%m-%d %H-%M-%S')}",
+        run = client.run_pipeline(experiment_id, run_name or f"{PIPELINE_NAME} {time.strftime('%Y-%m-%d %H-%M-%S')}",
                                   params=params, **source)
     return run.run_id
 
 
 # ------------------------------------------------------------------------------------------ wait
 
+def _tasks(run) -> list:
+    return (run.run_details.task_details or []) if run.run_details else []
+
+
 def step_names(run) -> list[str]:
     """Task names as the pipeline defines them, without KFP's driver and root entries."""
-    details = (run.run_details.task_details or []) if run.run_details else []
-    names = [t.display_name for t in details if t.display_name and not t.child_tasks
+    names = [t.display_name for t in _tasks(run) if t.display_name and not t.child_tasks
              and not t.display_name.endswith("-driver")
              and t.display_name not in ("root", "executor", run.display_name)]
     return list(dict.fromkeys(names))
@@ -240,8 +245,7 @@ def wait(client, run_id: str, timeout: float = 24 * 3600, poll: float = 15.0,
         with api_errors(f"run {run_id}"):
             run = client.get_run(run_id)
         state = str(run.state or "PENDING")
-        tasks = {t.display_name: str(t.state) for t in (run.run_details.task_details or [])} \
-            if run.run_details else {}
+        tasks = {t.display_name: str(t.state) for t in _tasks(run)}
         done = [n for n in step_names(run) if tasks.get(n) in ("SUCCEEDED", "SKIPPED")]
         line = f"{state:<9} done: {', '.join(done) or '-'}"
         if line != last:
@@ -259,10 +263,8 @@ def wait(client, run_id: str, timeout: float = 24 * 3600, poll: float = 15.0,
 
 def run_failure(run) -> ClusterError:
     """The error for a run that did not succeed: failing task(s), pod, and the error's last lines."""
-    details = (run.run_details.task_details or []) if run.run_details else []
-    failed = [t for t in details if str(t.state) == "FAILED" and not t.child_tasks
-              and t.display_name in step_names(run)] or \
-             [t for t in details if str(t.state) == "FAILED" and not t.child_tasks]
+    leaves = [t for t in _tasks(run) if str(t.state) == "FAILED" and not t.child_tasks]
+    failed = [t for t in leaves if t.display_name in step_names(run)] or leaves
     message = next((t.error.message for t in failed if t.error and t.error.message), None) \
         or (run.error.message if run.error else None) or "no error message recorded"
     excerpt = "\n".join("    " + line for line in message.strip().splitlines()[-EXCERPT_LINES:])
@@ -282,6 +284,17 @@ def schedule(client, experiment_id: str, name: str, *, pipeline_id: str, version
 
     no_catchup: after a pause only the latest missed run starts, not one per missed slot.
     """
+    check_schedule(cron, interval_s, max_concurrency)
+    with api_errors(f"schedule {name!r}"):
+        job = client.create_recurring_run(
+            experiment_id, name, cron_expression=cron, interval_second=interval_s,
+            max_concurrency=max_concurrency, no_catchup=True, params=params,
+            pipeline_id=pipeline_id, version_id=version_id, enabled=enabled)
+    return job.recurring_run_id
+
+
+def check_schedule(cron: str | None, interval_s: int | None, max_concurrency: int) -> None:
+    """Refuse a trigger KFP would reject or misread, before anything is uploaded."""
     if (cron is None) == (interval_s is None):
         raise ClusterError("a schedule needs exactly one of cron or interval",
                            fix="Use --cron '0 0 3 * * *' (daily at 03:00) or --interval 86400.")
@@ -292,12 +305,6 @@ def schedule(client, experiment_id: str, name: str, *, pipeline_id: str, version
     if max_concurrency < 1 or (interval_s is not None and interval_s < 1):
         raise ClusterError("max_concurrency and interval must be positive",
                            fix="Use --max-concurrency 1 for training runs that share a GPU.")
-    with api_errors(f"schedule {name!r}"):
-        job = client.create_recurring_run(
-            experiment_id, name, cron_expression=cron, interval_second=interval_s,
-            max_concurrency=max_concurrency, no_catchup=True, params=params,
-            pipeline_id=pipeline_id, version_id=version_id, enabled=enabled)
-    return job.recurring_run_id
 
 
 def set_schedule(client, recurring_run_id: str, action: str) -> None:
@@ -348,11 +355,12 @@ def _iso(value) -> str:
 
 
 def registry_metrics(run: dict[str, Any], registry_uri: str | None = None,
-                     _registries: dict | None = None) -> tuple[dict[str, float], str]:
+                     opened: dict | None = None) -> tuple[dict[str, float], str]:
     """A run's evaluation metrics from the register step's record, and a note when there are none.
 
     KFP v2 keeps metrics in ML Metadata, which the v2beta1 API does not expose; the register
-    step writes them with the run ID into the model registry (docs/cluster.md).
+    step writes them with the run ID into the model registry (docs/cluster.md). `opened`
+    keeps registry clients by URI across calls (compare passes one for all its runs).
     """
     from components.registry import open_registry
 
@@ -362,7 +370,7 @@ def registry_metrics(run: dict[str, Any], registry_uri: str | None = None,
         return {}, f"run {run['state']}"
     if not uri:
         return {}, "registry_uri unset: pass --registry-uri"
-    registries = {} if _registries is None else _registries
+    registries = {} if opened is None else opened
     name = str(params.get("model_name") or DEFAULTS["model_name"])
     version = str(params.get("model_version") or run["run_id"])
     try:
@@ -371,7 +379,7 @@ def registry_metrics(run: dict[str, Any], registry_uri: str | None = None,
         record = registries[uri].get(name, version)
     except InvalidInputError:
         raise
-    except Exception as e:  # the registry client raises aiohttp, mr_openapi and StoreError types
+    except _registry_errors() as e:
         raise ClusterError(f"cannot read {name}:{version} from the model registry at {uri} "
                            f"({type(e).__name__}: {str(e)[:200]})",
                            fix="Pass a registry_uri reachable from here (e.g. --registry-uri "
@@ -383,6 +391,18 @@ def registry_metrics(run: dict[str, Any], registry_uri: str | None = None,
     if owner not in (None, run["run_id"]):
         return {}, f"{name}:{version} was registered by run {owner}"
     return dict(record["metadata"].get("metrics", {})), ""
+
+
+def _registry_errors() -> tuple[type[BaseException], ...]:
+    """What reading a registry raises: files and JSON, or the Model Registry client's types."""
+    errors: list[type[BaseException]] = [OSError, ValueError]
+    with contextlib.suppress(ImportError):
+        import aiohttp
+        from model_registry.exceptions import StoreError
+        from mr_openapi.exceptions import OpenApiException
+
+        errors += [aiohttp.ClientError, StoreError, OpenApiException]
+    return tuple(errors)
 
 
 def compare(client, experiments: list[str], registry_uri: str | None = None,
@@ -438,7 +458,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    scored = [r for r in rows if isinstance(r.get("f1"), (int, float))]
+    scored = [r for r in rows if all(isinstance(r.get(m), (int, float)) for m in METRICS)]
     fig = Figure(figsize=(max(4.0, 1.2 * len(scored) + 2), 3.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()

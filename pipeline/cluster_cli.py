@@ -158,18 +158,19 @@ def submit_command(args) -> None:
 
 
 def schedule_command(args) -> None:
-    client = _client(args)
-    for action in ("enable", "disable", "delete"):
-        if getattr(args, action):
-            cluster.set_schedule(client, getattr(args, action), action)
-            print(f"{action}d recurring run {getattr(args, action)}")
-            return
+    change = next((a for a in ("enable", "disable", "delete") if getattr(args, a)), None)
+    if change:
+        cluster.set_schedule(_client(args), getattr(args, change), change)
+        print(f"{change}d recurring run {getattr(args, change)}")
+        return
     if args.list:
-        for job in cluster.list_schedules(client):
+        for job in cluster.list_schedules(_client(args)):
             print(f"{job['id']}  {job['status']:<9} {job['trigger']:<16} "
                   f"max_concurrency={job['max_concurrency']}  {job['name']}")
         return
-    params = run_parameters(args.profile, args.params, args.set)
+    params = run_parameters(args.profile, args.params, args.set)  # before any network call
+    cluster.check_schedule(args.cron, args.interval, args.max_concurrency)
+    client = _client(args)
     with tempfile.TemporaryDirectory() as scratch:
         up, _ = _uploaded(client, args, scratch)
     experiment_id = cluster.experiment(client, args.experiment, args.namespace)

@@ -69,6 +69,7 @@ def profile_parameters(profile: str, overrides: dict[str, Any] | None = None) ->
             raise InvalidInputError(f"{value!r} is not a valid {kind.__name__}",
                                     fix=f"Give {name} a {kind.__name__} value.", field=name) from None
     validate_parameters(params)
+    validate_model_limits(params)
     return params
 
 
@@ -107,3 +108,21 @@ def validate_parameters(p: dict[str, Any]) -> None:
     if p["max_train_samples"] < 0 or p["max_eval_samples"] < 0:
         bad("max_train_samples", "sample limits must be >= 0", "Use 0 for all examples.")
 
+
+
+def validate_model_limits(p: dict[str, Any]) -> None:
+    """max_length against the model's position limit, when the model is on this machine.
+
+    A Hub model is checked by the preprocess steps instead, still before any GPU time.
+    """
+    from components.model_source import resolve_local
+
+    local = resolve_local(p["model"])
+    if local is None or not (local / "config.json").exists():
+        return
+    from transformers import AutoConfig
+
+    limit = getattr(AutoConfig.from_pretrained(local), "max_position_embeddings", None)
+    if limit and p["max_length"] > limit:
+        raise InvalidInputError(f"max_length={p['max_length']} exceeds the model's limit of {limit} "
+                                "positions", fix=f"Use max_length <= {limit}.", field="max_length")

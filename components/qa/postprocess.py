@@ -340,9 +340,15 @@ class _Features:
             tokens = chunk.flatten()  # one [start, end] or null per token, slice-aware
             lengths.append(pc.list_value_length(chunk).to_numpy(zero_copy_only=False))
             in_context.append(tokens.is_valid().to_numpy(zero_copy_only=False))
+            value_index = tokens.offsets.to_numpy()
+            if (np.diff(value_index)[in_context[-1]] != 2).any():
+                raise InvalidInputError(
+                    "an offset_mapping entry is not a [start, end] pair or None",
+                    fix="Rebuild the features with prepare_validation_features.",
+                    field="offset_mapping")
             values = tokens.values  # a null token's slots may hold nulls (after a cast)
             values = pc.fill_null(values, -1) if values.null_count else values
-            self._chunks.append((first, tokens.offsets.to_numpy(), values.to_numpy()))
+            self._chunks.append((first, value_index, values.to_numpy()))
             first += len(tokens)
         self.lengths = np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, int)
         self.row_start = np.r_[0, np.cumsum(self.lengths)[:-1]]  # (F,) first token of each
@@ -431,14 +437,7 @@ def _feature_arrays(features: Any) -> _Features:
             raise InvalidInputError(
                 f"features have {len(example_ids)} example_ids but {len(cls)} cls_index",
                 fix="Pass columns of equal length.", field="cls_index")
-    feats = _Features(example_ids, offsets, cls)
-    pairs = np.concatenate([np.diff(c[1])[feats.in_context[c[0]:c[0] + len(c[1]) - 1]]
-                            for c in feats._chunks]) if feats._chunks else np.zeros(0)
-    if (pairs != 2).any():
-        raise InvalidInputError("an offset_mapping entry is not a [start, end] pair",
-                                fix="Rebuild the features with prepare_validation_features.",
-                                field="offset_mapping")
-    return feats
+    return _Features(example_ids, offsets, cls)
 
 
 def _numpy(array: pa.Array | pa.ChunkedArray, dtype) -> np.ndarray:

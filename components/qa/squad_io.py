@@ -95,6 +95,18 @@ def parse_squad_json(text: str, source: str) -> list[dict]:
                     texts.append(_require(answer.get("text"), str, source, qid, f"answers[{j}].text"))
                     starts.append(_require(answer.get("answer_start"), int, source, qid,
                                            f"answers[{j}].answer_start"))
+                if not texts and str(doc.get("version", "")).lstrip("v").startswith("1"):
+                    raise InvalidInputError(
+                        "a SQuAD v1.1 file has a question without answers",
+                        fix="Give it its answers, or mark the file as v2.0 (\"version\": \"v2.0\") "
+                            "if unanswerable questions are intended.",
+                        source=source, record=qid, field="answers")
+                for j, start in enumerate(starts):
+                    if start < 0:
+                        raise InvalidInputError(f"answers[{j}].answer_start={start} is negative",
+                                                fix="Use the character offset of the answer in the "
+                                                    "context.", source=source, record=qid,
+                                                field=f"answers[{j}].answer_start")
                 if qa.get("is_impossible") and texts:
                     raise InvalidInputError(
                         "is_impossible is true but answers is not empty",
@@ -176,16 +188,40 @@ def load_split(source: str, split: str, config: str | None = None,
     return datasets.Dataset.from_list(rows, features=SQUAD_FEATURES)
 
 
-def check_unique_ids(dataset: datasets.Dataset, source: str) -> None:
-    """Post-processing and scoring key on `id`: a repeated id would merge two questions."""
+def describe_source(source: str, split: str) -> str:
+    """The file(s) a split comes from, for messages: errors must name the real file."""
+    if not _is_local_or_uri(source):
+        return f"{source} [{split}]"
+    try:
+        _, files, _ = _resolve_split_files(source, split)
+    except InvalidInputError:
+        return f"{source} [{split}]"
+    return ", ".join(files)
+
+
+def validate_examples(dataset: datasets.Dataset, source: str) -> None:
+    """Dataset-level checks that no single record can show: run before any feature is built.
+
+    Post-processing and scoring key on `id`, so a repeated id would merge two
+    questions; an empty question or context cannot be answered.
+    """
     seen: dict[str, str] = {}
-    for qid, question in zip(dataset["id"], dataset["question"]):
+    for row in dataset.select_columns(["id", "question", "context"]):
+        qid, question, context = row["id"], row["question"], row["context"]
         if qid in seen:
             same = "the same question" if seen[qid] == question else "a different question"
             raise InvalidInputError(f"id is used twice ({same})",
                                     fix="Give every question its own id (deduplicate exact copies).",
                                     source=source, record=qid, field="id")
         seen[qid] = question
+        for field, text in (("question", question), ("context", context)):
+            if not text or text.isspace():
+                raise InvalidInputError(f"the {field} is empty",
+                                        fix="Remove the record or fill in its text.",
+                                        source=source, record=qid, field=field)
+    if not seen:
+        raise InvalidInputError("the split is empty", fix="Check the source, split name and filters.",
+                                source=source)
 
 
 def fingerprint(dataset: datasets.Dataset) -> str:

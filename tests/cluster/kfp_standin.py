@@ -32,8 +32,11 @@ import itertools
 import json
 import re
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import yaml
@@ -48,7 +51,7 @@ class HttpError(Exception):
 class JsonServer:
     """A loopback JSON API with bearer-token checking; subclasses list `routes`."""
 
-    routes: list[tuple[str, str, str]] = []  # (method, path regex, handler method name)
+    routes: ClassVar[list[tuple[str, str, str]]] = []  # (method, path regex, handler method name)
 
     def __init__(self, token: str | None = "standin-token"):
         self.token = token
@@ -163,7 +166,7 @@ class Outcome:
     error: str = ""
 
     @classmethod
-    def failed(cls, task: str, error: str) -> "Outcome":
+    def failed(cls, task: str, error: str) -> Outcome:
         return cls("FAILED", task, error)
 
 
@@ -183,7 +186,7 @@ class KfpStandin(JsonServer):
     """In-memory KFP v2beta1 API. Set `outcome` and `on_success` before creating runs."""
 
     V = "/apis/v2beta1"
-    routes = [
+    routes: ClassVar = [
         ("GET", V + r"/healthz", "healthz"),
         ("GET", V + r"/pipelines", "list_pipelines"),
         ("POST", V + r"/pipelines/upload", "upload_pipeline"),
@@ -416,3 +419,25 @@ class KfpStandin(JsonServer):
     def delete_recurring_run(self, query, raw, headers, job_id):
         del self.recurring_runs[self._job(job_id)["recurring_run_id"]]
         return 200, {}
+
+
+def fake_scores(params: dict) -> dict:
+    """Deterministic 'evaluation' so that a comparison can be checked row by row."""
+    return {"exact_match": 60.0 + params["seed"] % 10, "f1": 70.0 + params["seed"] % 10}
+
+
+def register_like_the_pipeline(run: dict, root: Path) -> None:
+    """An `on_success` hook: the real register step (components/register.py) with the run's
+    parameters and `fake_scores`, as register-model would run at the end of the run."""
+    from components.register import register_model
+
+    p = run["runtime_config"]["parameters"]
+    register_model(
+        model=SimpleNamespace(uri=f"s3://bucket/{run['run_id']}/model",
+                              metadata={"base_model": p["model"],
+                                        "hyperparameters": {"learning_rate": p["learning_rate"]}}),
+        metrics=SimpleNamespace(metadata=fake_scores(p)),
+        train_data=SimpleNamespace(metadata={"source": p["dataset"], "fingerprint": "f00d"}),
+        model_name=p["model_name"], model_version=p["model_version"], min_f1=p["min_f1"],
+        registry_uri=p["registry_uri"], pipeline_run_id=run["run_id"], pipeline_root=str(root),
+        registration=SimpleNamespace(path=str(Path(root) / f"{run['run_id']}.md")))

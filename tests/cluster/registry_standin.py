@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import ClassVar
 
 from tests.cluster.kfp_standin import HttpError, JsonServer
 
@@ -29,7 +30,7 @@ API = "/api/model_registry/v1"
 
 
 class ModelRegistryStandin(JsonServer):
-    routes = [
+    routes: ClassVar = [
         ("GET", API + r"/registered_models", "list_models"),
         ("POST", API + r"/registered_models", "create_model"),
         ("GET", API + r"/registered_model", "find_model"),

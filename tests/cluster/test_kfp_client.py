@@ -1,8 +1,8 @@
 """pipeline/cluster.py and `python -m pipeline submit|schedule|runs|compare` against the KFP stand-in.
 
 The stand-in (tests/cluster/kfp_standin.py) answers KFP's v2beta1 REST API on loopback; it is
-not a cluster. A finished run "registers" its model by calling the real register step
-(components/register.py) with the run's parameters, as register-model does on a cluster.
+not a cluster. A finished run "registers" its model through the real register step
+(kfp_standin.register_like_the_pipeline), scored by kfp_standin.fake_scores: seed 3 -> EM 63, F1 73.
 
     python -m pytest tests/cluster/test_kfp_client.py -q
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -19,33 +18,12 @@ import yaml
 from pipeline import cluster
 from pipeline.__main__ import main
 from pipeline.parameters import profile_parameters
-from tests.cluster.kfp_standin import KfpStandin, Outcome
+from tests.cluster.kfp_standin import KfpStandin, Outcome, register_like_the_pipeline
 from tests.cluster.registry_standin import ModelRegistryStandin
 
 TOKEN = "kfp-test-token-3f1c"
 STEPS = ["download", "preprocess-train", "preprocess-validation", "fine-tune", "evaluate",
          "register-model"]
-
-
-def fake_scores(params: dict) -> dict:
-    """Deterministic 'evaluation' so compare can be checked row by row."""
-    return {"exact_match": 60.0 + params["seed"] % 10, "f1": 70.0 + params["seed"] % 10}
-
-
-def register_like_the_pipeline(run: dict, root: Path) -> None:
-    """What register-model does at the end of a run, with the run's own parameters."""
-    from components.register import register_model
-
-    p = run["runtime_config"]["parameters"]
-    register_model(
-        model=SimpleNamespace(uri=f"s3://bucket/{run['run_id']}/model",
-                              metadata={"base_model": p["model"],
-                                        "hyperparameters": {"learning_rate": p["learning_rate"]}}),
-        metrics=SimpleNamespace(metadata=fake_scores(p)),
-        train_data=SimpleNamespace(metadata={"source": p["dataset"], "fingerprint": "f00d"}),
-        model_name=p["model_name"], model_version=p["model_version"], min_f1=p["min_f1"],
-        registry_uri=p["registry_uri"], pipeline_run_id=run["run_id"], pipeline_root=str(root),
-        registration=SimpleNamespace(path=str(root / f"{run['run_id']}.md")))
 
 
 @pytest.fixture(autouse=True)
@@ -249,10 +227,15 @@ def test_recurring_run_create_disable_enable_delete(kfp, packages, capsys):
     assert kfp.recurring_runs == {}
 
 
+def test_a_five_field_cron_is_refused_before_any_upload(kfp, packages, capsys):
+    assert main(["schedule", "--package", str(packages[0]), "--cron", "0 3 * * *"]) == 2
+    assert "KFP's cron has 6" in capsys.readouterr().err and kfp.requests == []
+
+
 def test_interval_schedule_and_cron_mistakes(kfp, client, packages):
     up = cluster.upload(client, packages[0], "qa-finetune")
     experiment_id = cluster.experiment(client, "nightly")
-    common = dict(pipeline_id=up.pipeline_id, version_id=up.version_id, params=profile_parameters("tiny"))
+    common = {"pipeline_id": up.pipeline_id, "version_id": up.version_id, "params": profile_parameters("tiny")}
     job_id = cluster.schedule(client, experiment_id, "hourly", interval_s=3600, enabled=False, **common)
     assert kfp.recurring_runs[job_id]["trigger"] == {"periodic_schedule": {"interval_second": 3600}}
     assert kfp.recurring_runs[job_id]["status"] == "DISABLED"

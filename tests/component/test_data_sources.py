@@ -10,7 +10,7 @@ import datasets
 import pytest
 
 from components.qa.errors import InvalidInputError
-from components.qa.squad_io import check_unique_ids, fingerprint, load_split
+from components.qa.squad_io import validate_examples, fingerprint, load_split
 from tests.conftest import REPO, write_json
 
 SAMPLE = REPO / "data" / "squad-sample"
@@ -88,7 +88,7 @@ def test_missing_split_and_missing_columns(tmp_path):
 def test_duplicate_ids_are_rejected():
     data = load_split(str(SAMPLE / "{split}.json"), "validation").select([0, 1, 0])
     with pytest.raises(InvalidInputError, match="id is used twice .the same question"):
-        check_unique_ids(data, "x")
+        validate_examples(data, "x")
 
 
 @pytest.fixture(scope="module")

@@ -376,6 +376,10 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="2 example_ids but 1 offset_mappings"):
         short = dict(features, offset_mapping=features["offset_mapping"][:1])
         postprocess_predictions(examples, short, start, end)
+    bad_pair = [offsets[:] for offsets in features["offset_mapping"]]
+    bad_pair[1][5] = [3]
+    with pytest.raises(ValueError, match=r"not a \[start, end\] pair"):
+        postprocess_predictions(examples, dict(features, offset_mapping=bad_pair), start, end)
     with pytest.raises(ValueError, match="n_best=0"):
         postprocess_predictions(examples, features, start, end, n_best=0)
     with pytest.raises(ValueError, match="cls_index 9"):
