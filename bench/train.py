@@ -126,28 +126,61 @@ def real_lengths(features) -> np.ndarray:
 
 
 def ratio_line(name: str, fast: float, base: float, unit: str) -> str:
-    return (f"  {name:<14} fast {fast:10.1f} {unit}   baseline {base:10.1f} {unit}   "
+    return (f"  {name:<15} fast {fast:10.1f} {unit}   baseline {base:10.1f} {unit}   "
             f"ratio {fast / base:5.2f}x")
 
 
 # ---------------------------------------------------------------------------------------
-# one timed run of each path
+# one timed run of each path; wall time, and CPU time (steadier on a shared machine)
+
+
+class CpuClock(transformers.TrainerCallback):
+    """CPU seconds of this process (all its threads) from the first to the last step."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.process_time()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.seconds = time.process_time() - self.started
 
 
 def timed_training(model, tokenizer, features, config: TrainConfig) -> dict:
     """train_qa_model into a throwaway directory; `model` is a path or a factory."""
+    clock = CpuClock()
     with tempfile.TemporaryDirectory() as out:
         built = model() if callable(model) else model
-        return train_qa_model(built, features, out, config, tokenizer=tokenizer)
+        result = train_qa_model(built, features, out, config, tokenizer=tokenizer,
+                                callbacks=[clock])
+    return {**result, "cpu_seconds": clock.seconds}
 
 
-def timed_prediction(model, features, fast: bool, batch_size: int, pad_to: int) -> float:
-    started = time.perf_counter()
+def timed_prediction(model, features, fast: bool, batch_size: int, pad_to: int
+                     ) -> tuple[float, float]:
+    """(wall, CPU) seconds of predict_logits on one path."""
+    wall, cpu = time.perf_counter(), time.process_time()
     predict_logits(model, features, batch_size=batch_size, sort_by_length=fast,
                    pad_to_length=None if fast else pad_to)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return time.perf_counter() - started
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def rounds_of(rounds: int):
+    """Path order per round: A-B, B-A, A-B, ..."""
+    return [("fast", "baseline") if r % 2 == 0 else ("baseline", "fast") for r in range(rounds)]
+
+
+def add_round(totals: dict, name: str, features: int, tokens: int, wall: float, cpu: float):
+    for key, value in (("features", features), ("tokens", tokens), ("seconds", wall),
+                       ("cpu", cpu)):
+        totals[name][key] = totals[name].get(key, 0) + value
+
+
+def round_line(r: int, figures: dict) -> str:
+    fast, base = figures["fast"], figures["baseline"]
+    return (f"  round {r + 1}: fast {fast[0]:6.1f} s ({fast[1]:6.1f} CPU-s), baseline "
+            f"{base[0]:6.1f} s ({base[1]:6.1f} CPU-s): fast/baseline {base[0] / fast[0]:.2f}x "
+            f"wall, {base[1] / fast[1]:.2f}x CPU")
 
 
 def compare_training(model, tokenizer, features, rounds: int, steps: int, batch_size: int,
@@ -158,47 +191,38 @@ def compare_training(model, tokenizer, features, rounds: int, steps: int, batch_
     config = dict(per_device_train_batch_size=batch_size, num_train_epochs=1, **config)
     configs = {"fast": TrainConfig(**config),
                "baseline": TrainConfig.baseline(max_length=max_length, **config)}
-    totals = {name: {"features": 0, "tokens": 0, "seconds": 0.0} for name in configs}
+    totals = {name: {} for name in configs}
     print(f"training: {rounds} rounds x {per_round // batch_size} steps of {batch_size} "
           f"features per path, max_length {max_length}")
-    for r in range(rounds):
+    for r, order in enumerate(rounds_of(rounds)):
         sample = features.select(rng.choice(len(features), per_round, replace=False))
         figures = {}
-        for name in (("fast", "baseline") if r % 2 == 0 else ("baseline", "fast")):
+        for name in order:
             result = timed_training(model, tokenizer, sample, configs[name])
-            figures[name] = result
-            total = totals[name]
-            total["features"] += result["num_train_features"]
-            total["tokens"] += result["num_train_tokens"]
-            total["seconds"] += result["train_runtime"]
-        fast, base = figures["fast"], figures["baseline"]
-        print(f"  round {r + 1}: fast {fast['train_runtime']:7.1f} s, baseline "
-              f"{base['train_runtime']:7.1f} s, features/s ratio "
-              f"{base['train_runtime'] / fast['train_runtime']:.2f}x", flush=True)
+            figures[name] = (result["train_runtime"], result["cpu_seconds"])
+            add_round(totals, name, result["num_train_features"], result["num_train_tokens"],
+                      *figures[name])
+        print(round_line(r, figures), flush=True)
     return totals
 
 
 def compare_prediction(model, features, rounds: int, count: int, batch_size: int,
                        max_length: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
-    totals = {name: {"features": 0, "tokens": 0, "seconds": 0.0} for name in ("fast", "baseline")}
+    totals = {name: {} for name in ("fast", "baseline")}
     print(f"evaluation: {rounds} rounds x {count // rounds} features per path, batch {batch_size}, "
           f"after an untimed warm-up of both on {4 * batch_size} other features")
     warm_up = features.select(rng.choice(len(features), 4 * batch_size, replace=False))
     for fast in (True, False):  # first calls (and, on CPU, first shapes) are slow
         timed_prediction(model, warm_up, fast, batch_size, max_length)
-    for r in range(rounds):
+    for r, order in enumerate(rounds_of(rounds)):
         sample = features.select(rng.choice(len(features), count // rounds, replace=False))
         tokens = int(real_lengths(sample).sum())
-        seconds = {}
-        for name in (("fast", "baseline") if r % 2 == 0 else ("baseline", "fast")):
-            seconds[name] = timed_prediction(model, sample, name == "fast", batch_size, max_length)
-            totals[name]["features"] += len(sample)
-            totals[name]["tokens"] += tokens
-            totals[name]["seconds"] += seconds[name]
-        print(f"  round {r + 1}: fast {seconds['fast']:7.1f} s, baseline "
-              f"{seconds['baseline']:7.1f} s, ratio {seconds['baseline'] / seconds['fast']:.2f}x",
-              flush=True)
+        figures = {}
+        for name in order:
+            figures[name] = timed_prediction(model, sample, name == "fast", batch_size, max_length)
+            add_round(totals, name, len(sample), tokens, *figures[name])
+        print(round_line(r, figures), flush=True)
     return totals
 
 
@@ -209,6 +233,8 @@ def report(title: str, totals: dict) -> None:
                      base["features"] / base["seconds"], "f/s"))
     print(ratio_line("real tokens/s", fast["tokens"] / fast["seconds"],
                      base["tokens"] / base["seconds"], "t/s"))
+    print(ratio_line("features/CPU-s", fast["features"] / fast["cpu"],
+                     base["features"] / base["cpu"], "f/s"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -319,7 +345,8 @@ def gpu(args, smoke: bool) -> None:
               f"{6 * params * tokens / seconds / peak:.1%} of {args.peak_tflops:g} TFLOP/s",
               flush=True)
     fast = figures["fast"]
-    two_epochs = 2 * epoch_tokens / fast["tokens_per_second"]
+    two_epochs = (2 * epoch_tokens / fast["tokens_per_second"] if extrapolated
+                  else fast["train_runtime"])
     speedup = (fast["train_samples_per_second"]
                / figures["baseline"]["train_samples_per_second"])
     print(f"  2 epochs of {count} features: {'~' if extrapolated else ''}{two_epochs / 60:.1f} min"
@@ -328,9 +355,10 @@ def gpu(args, smoke: bool) -> None:
     evaluated = dev_features.select(range(500)) if smoke else dev_features
     net = model().to("cuda" if torch.cuda.is_available() else "cpu")
     warm_up = evaluated.select(range(min(256, len(evaluated))))
-    timed_prediction(net, warm_up, True, 128, 384)
+    for fast_path in (True, False):
+        timed_prediction(net, warm_up, fast_path, 128, 384)
     for name in ("fast", "baseline"):
-        seconds = timed_prediction(net, evaluated, name == "fast", 128, 384)
+        seconds, _ = timed_prediction(net, evaluated, name == "fast", 128, 384)
         print(f"  evaluation {name:<8}: {len(evaluated)} features in {seconds:.2f} s "
               f"({len(evaluated) / seconds:,.0f} features/s)", flush=True)
 

@@ -1,4 +1,10 @@
-"""fine-tune: Hugging Face Trainer on the train features; save_pretrained model, metrics, TensorBoard."""
+"""fine-tune: Hugging Face Trainer on the train features; save_pretrained model, metrics, TensorBoard.
+
+One node: trains here (torchrun over the pod's GPUs when it has several). More nodes (or a
+step compiled as a launcher, `trainjob["always"]`): submits a Kubeflow Trainer TrainJob that
+runs the same entry point on every node, follows it and publishes rank 0's model
+(components/trainjob.py, docs/multinode.md).
+"""
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
@@ -18,28 +24,40 @@ def fine_tune(
     model: Output[Model],
     metrics: Output[Metrics],
     tensorboard: Output[Artifact],
+    num_nodes: int = 1,
+    trainjob: dict = {},
 ):
     import dataclasses
 
     import torch
 
     from components.artifacts import published, write_metrics
+    from components.qa.errors import InvalidInputError
     from components.qa.training import TrainConfig
     from components.train_entry import launch
+    from components.trainjob import TrainJobSpec, run_trainjob
 
     config = TrainConfig(learning_rate=learning_rate, num_train_epochs=num_train_epochs,
                          max_steps=max_steps, per_device_train_batch_size=batch_size,
                          weight_decay=weight_decay, warmup_fraction=warmup_fraction, seed=seed,
                          precision=precision)
-    gpus = torch.cuda.device_count()  # > 1: data-parallel ranks under torchrun, same metrics
+    job = TrainJobSpec.from_dict(trainjob) if trainjob else None
     with published(model.path) as model_dir, published(tensorboard.path) as logs:
-        result = launch(max(gpus, 1), train_features.path, base_model.path, model_dir, config,
-                        logging_dir=logs, checkpoint_dir=checkpoint_dir or None)
+        if job and (num_nodes > 1 or job.always):
+            result = run_trainjob(job, num_nodes, train_features.path, base_model.path, model_dir,
+                                  config, logging_dir=logs, checkpoint_dir=checkpoint_dir or None)
+        elif num_nodes > 1:
+            raise InvalidInputError(f"num_nodes={num_nodes} and no TrainJob settings", field="trainjob",
+                                    fix="Pass trainjob (the pipeline compiler does).")
+        else:
+            gpus = torch.cuda.device_count()  # > 1: data-parallel ranks under torchrun, same metrics
+            result = launch(max(gpus, 1), train_features.path, base_model.path, model_dir, config,
+                            logging_dir=logs, checkpoint_dir=checkpoint_dir or None)
     write_metrics(metrics, result)
     model.metadata.update({"framework": "transformers", "base_model": base_model.metadata.get("model"),
                            "base_revision": base_model.metadata.get("revision"),
                            "train_fingerprint": train_features.metadata.get("fingerprint"),
-                           "hyperparameters": {**dataclasses.asdict(config),
+                           "hyperparameters": {**dataclasses.asdict(config), "num_nodes": num_nodes,
                                                "max_length": train_features.metadata.get("max_length"),
                                                "doc_stride": train_features.metadata.get("doc_stride")}})
     tensorboard.metadata["display_name"] = "TensorBoard logs"

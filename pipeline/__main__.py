@@ -2,6 +2,7 @@
 
     python -m pipeline compile                      # writes pipeline/qa_finetune.yaml
     python -m pipeline compile --images build/images.env --accelerator-count 2
+    python -m pipeline compile --num-nodes 4 --accelerator-count 8 --pvc qa-hf-cache --output multi.yaml
     python -m pipeline run --local                  # the whole DAG on this machine (profile: local)
     python -m pipeline run --local --profile tiny --set max_steps=2
     python -m pipeline run --local --runner docker --image qa-cpu:TAG
@@ -38,7 +39,7 @@ def compile_pipeline(args) -> None:
     overrides = {"accelerator_type": args.accelerator_type, "accelerator_count": args.accelerator_count,
                  "node_selector": tuple(_key_values(args.node_selector).items()),
                  "tolerations": tuple(tuple(t.split(":")) for t in args.toleration),
-                 "pvc_name": args.pvc}
+                 "pvc_name": args.pvc, "num_nodes": args.num_nodes, "trainer_runtime": args.trainer_runtime}
     settings = (CompileSettings.from_images_env(args.images, **overrides) if args.images
                 else CompileSettings(**overrides))
     compiler.Compiler().compile(build_pipeline(settings), str(args.output))
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--node-selector", action="append", default=[], metavar="KEY=VALUE")
     c.add_argument("--toleration", action="append", default=[], metavar="KEY:OPERATOR:EFFECT")
     c.add_argument("--pvc", default="", help="PVC for the HF cache and checkpoints")
+    c.add_argument("--num-nodes", type=int, default=1,
+                   help="> 1: fine-tune launches a Kubeflow Trainer TrainJob (needs an RWX --pvc)")
+    c.add_argument("--trainer-runtime", default="torch-distributed", help="TrainJob runtime")
     c.set_defaults(func=compile_pipeline)
 
     r = sub.add_parser("run", help="run the whole DAG locally through kfp.local")

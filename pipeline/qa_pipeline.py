@@ -4,7 +4,7 @@
                 /        \\
    preprocess train    preprocess validation
                |            |
-           fine-tune        |
+           fine-tune        |              (num_nodes > 1: launcher of a Kubeflow Trainer TrainJob)
                 \\          /
                   evaluate
                      |
@@ -38,7 +38,8 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
     gpu = functools.partial(dsl.component, base_image=settings.gpu_image, install_kfp_package=False)
     download_op, register_op = cpu(download), cpu(register_model)
     preprocess_train_op, preprocess_validation_op = cpu(preprocess_train), cpu(preprocess_validation)
-    fine_tune_op = gpu(fine_tune)
+    launcher = settings.num_nodes > 1  # fine-tune submits a TrainJob: the GPUs are on its nodes
+    fine_tune_op = (cpu if launcher else gpu)(fine_tune)
     evaluate_op = (gpu if settings.eval_on_gpu else cpu)(evaluate)
 
     def sized(task, step: str, accelerator: bool = False):
@@ -71,6 +72,7 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
         max_steps: int = D["max_steps"], batch_size: int = D["batch_size"],
         weight_decay: float = D["weight_decay"], warmup_fraction: float = D["warmup_fraction"],
         seed: int = D["seed"], precision: str = D["precision"], checkpoint_dir: str = D["checkpoint_dir"],
+        num_nodes: int = settings.num_nodes,
         n_best: int = D["n_best"], max_answer_length: int = D["max_answer_length"],
         eval_batch_size: int = D["eval_batch_size"], model_name: str = D["model_name"],
         model_version: str = D["model_version"], min_f1: float = D["min_f1"],
@@ -101,7 +103,9 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
             base_model=fetched.outputs["base_model"], learning_rate=learning_rate,
             num_train_epochs=num_train_epochs, max_steps=max_steps, batch_size=batch_size,
             weight_decay=weight_decay, warmup_fraction=warmup_fraction, seed=seed,
-            precision=precision, checkpoint_dir=checkpoint_dir), "fine-tune", accelerator=True)
+            precision=precision, checkpoint_dir=checkpoint_dir, num_nodes=num_nodes,
+            trainjob=settings.trainjob()),
+            "trainjob-launcher" if launcher else "fine-tune", accelerator=not launcher)
 
         scored = sized(evaluate_op(
             model=trained.outputs["model"], validation_data=fetched.outputs["validation_data"],

@@ -1,4 +1,4 @@
-"""Compile-time settings: images, accelerators, resources, scheduling, storage, secrets.
+"""Compile-time settings: images, accelerators, nodes, resources, scheduling, storage, secrets.
 
 These shape the compiled YAML, not a run, so they are not pipeline parameters.
 Secrets are referenced by Kubernetes Secret name only; values never enter the YAML.
@@ -35,6 +35,11 @@ class CompileSettings:
     # storage for the HF cache and checkpoints (kfp-kubernetes mount_pvc); "" = none
     pvc_name: str = ""
     pvc_mount_path: str = "/mnt/qa"
+    # multi-node fine-tune (docs/multinode.md): > 1 compiles fine-tune as the launcher of a
+    # Kubeflow Trainer TrainJob (no GPU itself) of num_nodes x accelerator_count GPUs, the
+    # default of the num_nodes pipeline parameter; it needs pvc_name on RWX storage
+    num_nodes: int = 1
+    trainer_runtime: str = "torch-distributed"  # or qa-torch-distributed (manifests/overlays/trainer)
     # Kubernetes Secrets consumed as environment (optional: a missing secret is not an error)
     hf_token_secret: str = "hf-token"
     s3_secret: str = "s3-credentials"
@@ -43,7 +48,8 @@ class CompileSettings:
     resources: tuple[tuple[str, Resources], ...] = (
         ("download", Resources("1", "4Gi")),
         ("preprocess", Resources("2", "8Gi")),
-        ("fine-tune", Resources("8", "32Gi")),
+        ("fine-tune", Resources("8", "32Gi")),  # per node in a TrainJob
+        ("trainjob-launcher", Resources("1", "2Gi")),
         ("evaluate", Resources("4", "16Gi")),
         ("register", Resources("500m", "1Gi")),
     )
@@ -58,8 +64,29 @@ class CompileSettings:
             raise InvalidInputError("accelerator_count is negative", fix="Use 0 (CPU) or more.",
                                     field="accelerator_count")
 
+        if self.num_nodes < 1:
+            raise InvalidInputError(f"num_nodes={self.num_nodes} is below 1", fix="Use 1 or more.",
+                                    field="num_nodes")
+        if self.num_nodes > 1 and not self.pvc_name:
+            raise InvalidInputError("a multi-node fine-tune needs a PVC every node mounts",
+                                    fix="Add --pvc qa-hf-cache, ReadWriteMany (apply "
+                                        "manifests/overlays/trainer/rwx).", field="pvc_name")
+
     def resources_for(self, step: str) -> Resources:
         return dict(self.resources)[step]
+
+    def trainjob(self) -> dict:
+        """The fine-tune step's TrainJob settings (components.trainjob.TrainJobSpec, as a dict)."""
+        from components.trainjob import TrainJobSpec
+
+        node = self.resources_for("fine-tune")
+        return TrainJobSpec(
+            image=self.gpu_image, runtime=self.trainer_runtime, always=self.num_nodes > 1,
+            gpus_per_node=self.accelerator_count, accelerator_type=self.accelerator_type,
+            cpu=node.cpu, memory=node.memory, node_selector=dict(self.node_selector),
+            tolerations=[{"key": k, "operator": op, "effect": effect} for k, op, effect in self.tolerations],
+            pvc_name=self.pvc_name, mount_path=self.pvc_mount_path,
+            secret_env={"HF_TOKEN": f"{self.hf_token_secret}/HF_TOKEN"}).to_dict()
 
     @classmethod
     def from_images_env(cls, path: str | Path, **overrides) -> "CompileSettings":

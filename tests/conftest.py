@@ -69,3 +69,27 @@ def example(context: str, question: str, answer: str | None, start: int | None =
 def write_json(path: Path, doc) -> Path:
     path.write_text(json.dumps(doc), encoding="utf-8")
     return path
+
+
+PLANTED_SECRETS = {"HF_TOKEN": "hf_PLANTEDsecretTOKEN0123456789",
+                   "AWS_SECRET_ACCESS_KEY": "PLANTEDawsSECRETkey0123456789",
+                   "MODEL_REGISTRY_TOKEN": "PLANTEDregistryTOKEN0123456789"}
+
+
+def run_tiny_cli(root: Path, *extra: str, env: dict | None = None) -> dict:
+    """`python -m pipeline run --local --profile tiny` in a subprocess; its log and run folder."""
+    import subprocess
+    import sys
+
+    log = subprocess.run([sys.executable, "-m", "pipeline", "run", "--local", "--profile", "tiny",
+                          "--pipeline-root", str(root), *extra],
+                         cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    assert log.returncode == 0, log.stdout[-3000:] + log.stderr[-3000:]
+    run_dir = max((p for p in root.glob("qa-finetune-*") if p.is_dir()), key=os.path.getmtime)
+    return {"root": root, "run_dir": run_dir, "log": log.stdout + log.stderr}
+
+
+@pytest.fixture(scope="session")
+def tiny_cli_run(tmp_path_factory) -> dict:
+    """One tiny end-to-end run with secrets planted in its environment (shared by several tests)."""
+    return run_tiny_cli(tmp_path_factory.mktemp("tiny-cli"), "--no-cache", env=PLANTED_SECRETS)

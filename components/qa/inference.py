@@ -62,12 +62,15 @@ def predict_logits(model, features, batch_size: int = 128, device=None, pad_valu
     if batch_size < 1:
         raise InvalidInputError(f"batch_size={batch_size} must be >= 1",
                                 fix="Use e.g. 128.", field="batch_size")
-    columns = _model_columns(features)
-    input_ids = columns["input_ids"]
-    num_features = len(input_ids)
-    stored = np.fromiter((len(row) for row in input_ids), dtype=np.int64, count=num_features)
+    columns = _model_columns(features)  # name -> (values end to end, row offsets)
+    offsets = columns["input_ids"][1]
+    stored = np.diff(offsets)  # (F,) stored length of each feature
+    num_features = len(stored)
     begin, end = _real_spans(columns.get("attention_mask"), stored)  # (F,), (F,)
     lengths = end - begin
+    # Python ints for the per-row copies: numpy scalars would be slower
+    first, last = (offsets[:-1] + begin).tolist(), (offsets[:-1] + end).tolist()
+    size, out_first, out_last = lengths.tolist(), begin.tolist(), end.tolist()
     width = int(stored.max(initial=0))
     start_out = np.full((num_features, width), pad_value, dtype=np.float32)
     end_out = np.full((num_features, width), pad_value, dtype=np.float32)
@@ -99,13 +102,13 @@ def predict_logits(model, features, batch_size: int = 128, device=None, pad_valu
         else:  # a multiple of 8 for tensor cores, within the position embeddings
             padded = max(longest, min(-(-longest // 8) * 8, max_positions))
         batch = {}
-        for name, values in columns.items():
+        for name, (values, _) in columns.items():
             if name == "attention_mask":
                 continue
             array = np.full((len(rows), padded), pad_id if name == "input_ids" else 0,
                             dtype=np.int64)
-            for j, f in enumerate(rows):
-                array[j, :lengths[f]] = values[f][begin[f]:end[f]]
+            for j, f in enumerate(rows.tolist()):
+                array[j, :size[f]] = values[first[f]:last[f]]
             batch[name] = array
         # the mask is built, not copied: features without one get it too
         batch["attention_mask"] = (np.arange(padded) < lengths[rows, None]).astype(np.int64)
@@ -117,9 +120,9 @@ def predict_logits(model, features, batch_size: int = 128, device=None, pad_valu
     def write_back(rows: np.ndarray, start: torch.Tensor, stop: torch.Tensor) -> None:
         start = start.float().cpu().numpy()  # (B, padded); waits for this batch only
         stop = stop.float().cpu().numpy()
-        for j, f in enumerate(rows):
-            start_out[f, begin[f]:end[f]] = start[j, :lengths[f]]
-            end_out[f, begin[f]:end[f]] = stop[j, :lengths[f]]
+        for j, f in enumerate(rows.tolist()):
+            start_out[f, out_first[f]:out_last[f]] = start[j, :size[f]]
+            end_out[f, out_first[f]:out_last[f]] = stop[j, :size[f]]
 
     try:
         pending = None  # the previous batch: copied out while the next one runs
@@ -239,32 +242,62 @@ def _column(table, name: str, what: str) -> list:
     return column if isinstance(column, list) else list(column)
 
 
-def _model_columns(features) -> dict[str, list]:
+def _model_columns(features) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     present = features.keys() if isinstance(features, Mapping) else features.column_names
-    return {name: _column(features, name, "features") for name in MODEL_COLUMNS
-            if name in present or name == "input_ids"}
+    if "input_ids" not in present:
+        _column(features, "input_ids", "features")  # raises the usual error
+    return {name: _ragged(features, name) for name in MODEL_COLUMNS if name in present}
 
 
-def _real_spans(attention_mask: list | None, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _ragged(table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A list column as (all values end to end, (F + 1,) row offsets), without Python rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(table, Mapping):
+        column = table[name]
+        if isinstance(column, np.ndarray) and column.ndim == 2:  # (F, L), already padded
+            rows, width = column.shape
+            return column.reshape(-1).astype(np.int64), np.arange(rows + 1) * width
+        if not isinstance(column, (pa.Array, pa.ChunkedArray)):
+            column = pa.array(column if isinstance(column, list) else list(column))
+    else:  # arrow format honours a Dataset's select/shuffle
+        column = table.with_format("arrow")[name]
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if len(column) == 0:  # pa.array([]) has no list type to flatten
+        return np.zeros(0, np.int64), np.zeros(1, np.int64)
+    values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+    return values, np.r_[0, np.cumsum(lengths)].astype(np.int64)
+
+
+def _real_spans(attention_mask: tuple[np.ndarray, np.ndarray] | None, stored: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(begin, end) of the run of real tokens in each stored row."""
-    if attention_mask is None:
+    if attention_mask is None or len(stored) == 0:
         return np.zeros_like(stored), stored.copy()
-    begin = np.empty_like(stored)
-    end = np.empty_like(stored)
-    for f, mask in enumerate(attention_mask):
-        ones = int(sum(mask))
-        if ones == 0:
-            raise InvalidInputError("a feature's attention mask has no real token",
-                                    fix="Drop empty features.", record=str(f),
-                                    field="attention_mask")
-        first = list(mask).index(1)
-        if any(m != 1 for m in mask[first:first + ones]):
-            raise InvalidInputError(
-                "a feature's attention mask is not one run of ones (padding inside it)",
-                fix="Pad on the right or on the left only.", record=str(f),
-                field="attention_mask")
-        begin[f], end[f] = first, first + ones
-    return begin, end
+    values, offsets = attention_mask
+    starts, stops = offsets[:-1], offsets[1:]
+    real = values != 0
+    running = np.r_[0, np.cumsum(real)]
+    ones = running[stops] - running[starts]  # (F,)
+    if (ones == 0).any():
+        raise InvalidInputError("a feature's attention mask has no real token",
+                                fix="Drop empty features.",
+                                record=str(int(np.flatnonzero(ones == 0)[0])),
+                                field="attention_mask")
+    # every row holds a one, so it is not empty and reduceat sees each row alone
+    index = np.arange(len(values))
+    begin = np.minimum.reduceat(np.where(real, index, len(values)), starts) - starts
+    last = np.maximum.reduceat(np.where(real, index, -1), starts) - starts
+    holes = last - begin + 1 != ones
+    if holes.any():
+        raise InvalidInputError(
+            "a feature's attention mask is not one run of ones (padding inside it)",
+            fix="Pad on the right or on the left only.",
+            record=str(int(np.flatnonzero(holes)[0])), field="attention_mask")
+    return begin, begin + ones
 
 
 def _take(table, rows: np.ndarray):

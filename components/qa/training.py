@@ -265,7 +265,7 @@ def load_qa_model(model_name_or_path: str, attn_implementation: str = "sdpa"):
     return model
 
 
-def with_length_column(features):
+def with_length_column(features, warn_if_padded: bool = True):
     """`features` (a Dataset or a dict of columns) as a Dataset with a `length` column:
     the real tokens of each feature (the sum of its attention mask)."""
     import datasets
@@ -288,10 +288,10 @@ def with_length_column(features):
         mask = mask.combine_chunks()
     stored = pc.list_value_length(mask).to_numpy(zero_copy_only=False)
     flat = pc.list_flatten(mask).to_numpy(zero_copy_only=False).astype(np.int64)
-    starts = np.r_[0, np.cumsum(stored)[:-1]]
-    lengths = np.add.reduceat(flat, starts) if len(flat) else np.zeros(len(stored), np.int64)
-    lengths[stored == 0] = 0  # reduceat returns flat[start] for empty rows
-    if (lengths < stored).any():
+    running = np.r_[0, np.cumsum(flat)]  # mask sums of all rows end to end
+    ends = np.cumsum(stored)
+    lengths = running[ends] - running[ends - stored]  # (F,)
+    if warn_if_padded and (lengths < stored).any():
         logger.warning(
             "%d of %d train features hold padding; padding them to their batch's longest "
             "cannot shorten them: build them with pad_to_max_length=False",
@@ -300,12 +300,12 @@ def with_length_column(features):
 
 
 def build_trainer(model, tokenizer, train_features, output_dir: str, config: TrainConfig,
-                  logging_dir: str | None = None):
+                  logging_dir: str | None = None, callbacks: list | None = None):
     """The `Trainer` of `train_qa_model`, before `train()`: for tests and custom loops."""
     from transformers import Trainer
     from transformers.integrations import TensorBoardCallback
 
-    features = with_length_column(train_features)
+    features = with_length_column(train_features, warn_if_padded=not config.pad_to_max_length)
     longest = max(features[LENGTH_COLUMN], default=0)
     if config.pad_to_max_length and longest > config.max_length:
         raise InvalidInputError(
@@ -316,7 +316,7 @@ def build_trainer(model, tokenizer, train_features, output_dir: str, config: Tra
     keep = [c for c in features.column_names if c in forward or c == LENGTH_COLUMN]
     features = features.select_columns(keep)  # e.g. no token_type_ids for DistilBERT
     args = config.training_arguments(output_dir)
-    callbacks = [_TokenCounter()]
+    callbacks = [_TokenCounter(), *(callbacks or [])]
     if config.report_to == "tensorboard":
         tensorboard = TensorBoardCallback()
         if logging_dir:
@@ -333,7 +333,8 @@ def build_trainer(model, tokenizer, train_features, output_dir: str, config: Tra
 
 def train_qa_model(model_name_or_path, train_features, output_dir: str, config: TrainConfig,
                    logging_dir: str | None = None, tokenizer=None,
-                   checkpoint_dir: str | None = None) -> dict[str, float]:
+                   checkpoint_dir: str | None = None,
+                   callbacks: list | None = None) -> dict[str, float]:
     """Fine-tune, save the model in the Hugging Face layout, return the training figures.
 
     Args:
@@ -347,6 +348,7 @@ def train_qa_model(model_name_or_path, train_features, output_dir: str, config: 
         logging_dir: TensorBoard event files (default output_dir/runs/...).
         tokenizer: default: loaded from model_name_or_path; needed for a built model.
         checkpoint_dir: checkpoints, and where a run resumes from (default output_dir).
+        callbacks: more `TrainerCallback`s (e.g. early stopping, timers).
 
     Returns:
         train_loss (mean over the run), train_runtime (s), train_samples_per_second,
@@ -367,7 +369,8 @@ def train_qa_model(model_name_or_path, train_features, output_dir: str, config: 
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
     checkpoint_dir = checkpoint_dir or output_dir
-    trainer = build_trainer(model, tokenizer, train_features, checkpoint_dir, config, logging_dir)
+    trainer = build_trainer(model, tokenizer, train_features, checkpoint_dir, config,
+                            logging_dir, callbacks)
     resume = get_last_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
     logger.info("training %s on %d features: precision=%s, group_by_length=%s, "
                 "pad_to_max_length=%s, batch=%d, workers=%d, optim=%s%s",

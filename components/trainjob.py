@@ -1,0 +1,498 @@
+"""Multi-node fine-tuning: submit a Kubeflow Trainer TrainJob and follow it from a pipeline step.
+
+    from components.trainjob import TrainJobSpec, run_trainjob
+    spec = TrainJobSpec(image="reg.example/qa-cuda:1.2.3", gpus_per_node=8, pvc_name="qa-hf-cache")
+    metrics = run_trainjob(spec, num_nodes=4, features="/tmp/in/features", base_model="/tmp/in/model",
+                           output="/tmp/out/model", config=TrainConfig(per_device_train_batch_size=32))
+
+Every node runs the one training entry point, `components.train_entry`, under torchrun:
+the runtime's torch plugin (or the container backend) sets the rendezvous, torchrun sets
+RANK / WORLD_SIZE / LOCAL_RANK, the Trainer runs DDP and rank 0 saves the model. The step
+that calls `run_trainjob` is only the launcher:
+
+1. stage    copy the features and the base model to storage every node mounts
+2. submit   `TrainerClient.train(runtime, CustomTrainer(func=node_main, ...), options)`
+3. follow   stream the nodes' logs into this process's log, wait for Complete
+4. fail     raise `TrainJobFailed` naming the failed node(s), with the tail of their log
+5. collect  copy rank 0's model (and TensorBoard logs) back, return its train_metrics.json
+6. always   delete the TrainJob and the staging folder (also on SIGTERM: a cancelled run)
+
+Storage, by backend:
+- "kubernetes": a ReadWriteMany PVC mounted at the same path in the launcher pod and in
+  every node (`<mount_path>/trainjobs/<job>`); the nodes get it through a runtime patch.
+- "container" (Docker or Podman on this machine, for tests): the SDK's per-job folder
+  (~/.kubeflow/trainer/containers/<job>), which it mounts at /workspace in every node.
+
+`render_trainjob` builds, without a cluster, the TrainJob the kubernetes backend would create.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from components.qa.errors import InvalidInputError
+from components.qa.training import TrainConfig
+from components.train_entry import METRICS_FILE, entry_args
+
+BACKENDS = ("kubernetes", "container")
+VOLUME = "qa-cache"  # the volume name of manifests/overlays/trainer's runtime: patches merge into it
+LABELS = {"app.kubernetes.io/part-of": "kfp-squad-qa", "app.kubernetes.io/component": "fine-tune"}
+TAIL_LINES = 25  # log lines of a failed node quoted in the error
+
+
+@dataclasses.dataclass
+class TrainJobSpec:
+    """Where and how the nodes of a TrainJob run. Plain JSON types: it travels in the compiled
+    pipeline as a constant input of the fine-tune step."""
+
+    image: str  # the nodes' image: torch (torchrun), bash, and this repository installed
+    backend: str = "kubernetes"  # or "container" (Docker/Podman on this machine)
+    runtime: str = "torch-distributed"  # TrainingRuntime or ClusterTrainingRuntime name
+    always: bool = False  # train in a TrainJob even with one node (the launcher has no GPU)
+    # per node: processes = GPUs (1 process without GPUs); limits = requests
+    gpus_per_node: int = 1
+    accelerator_type: str = "nvidia.com/gpu"
+    cpu: str = "8"
+    memory: str = "32Gi"
+    node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
+    tolerations: list[dict[str, str]] = dataclasses.field(default_factory=list)  # as in a pod spec
+    # shared storage (kubernetes): the RWX claim, mounted here in the launcher and in the nodes
+    pvc_name: str = ""
+    mount_path: str = "/mnt/qa"
+    # environment of the nodes: values, and {ENV: "secret-name/key"} read from Secrets
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    secret_env: dict[str, str] = dataclasses.field(default_factory=dict)
+    namespace: str = ""  # "" = the launcher's own namespace
+    timeout_s: int = 3 * 24 * 3600  # also the TrainJob's activeDeadlineSeconds
+    poll_s: int = 10
+
+    def __post_init__(self):
+        def bad(field: str, problem: str, fix: str):
+            raise InvalidInputError(problem, fix=fix, source="TrainJobSpec", field=field)
+
+        if self.backend not in BACKENDS:
+            bad("backend", f"unknown backend {self.backend!r}", f"Use one of {BACKENDS}.")
+        if not self.image:
+            bad("image", "no image for the nodes", "Give the image `make images` built.")
+        if self.gpus_per_node < 0:
+            bad("gpus_per_node", f"gpus_per_node={self.gpus_per_node} is negative", "Use 0 or more.")
+        if not 0 < self.poll_s < self.timeout_s:
+            bad("poll_s", f"poll_s={self.poll_s} must be in (0, timeout_s={self.timeout_s})",
+                "Poll every few seconds.")
+        for env, ref in self.secret_env.items():
+            if ref.count("/") != 1:
+                bad("secret_env", f"secret_env[{env!r}]={ref!r} is not 'secret-name/key'",
+                    "Name the Secret and its key, e.g. {'HF_TOKEN': 'hf-token/HF_TOKEN'}.")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainJobSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InvalidInputError(f"unknown TrainJob settings {unknown}", source="TrainJobSpec",
+                                    fix=f"Known settings: {sorted(known)}.", field=unknown[0])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class TrainJobFailed(RuntimeError):
+    """A node of the TrainJob failed; the message names it and quotes the end of its log."""
+
+    def __init__(self, job: str, message: str):
+        super().__init__(message)
+        self.job = job
+
+
+def node_main(argv: list[str]) -> None:
+    """What every node runs under torchrun: components.train_entry with argv.
+
+    The SDK ships this function's source, not this module, so it imports what it uses; and
+    the Kubernetes backend pastes that source into an unquoted bash heredoc, so it holds no
+    dollar sign, backquote or backslash (node_trainer checks).
+    """
+    import os
+    import sys
+
+    node = os.environ.get("GROUP_RANK", "0")  # torchrun: this node's index
+    print(f"qa-trainjob node {node}: rank {os.environ.get('RANK', '0')} of world size "
+          f"{os.environ.get('WORLD_SIZE', '1')}, local rank {os.environ.get('LOCAL_RANK', '0')}",
+          flush=True)
+    if os.environ.get("QA_NODE_UMASK"):  # container backend: the host user must delete our files
+        os.umask(int(os.environ["QA_NODE_UMASK"], 8))
+    if os.environ.get("QA_TEST_FAIL_NODE") == node:  # fault injection, for tests/multinode only
+        print(f"qa-trainjob node {node}: failing on purpose (QA_TEST_FAIL_NODE)", file=sys.stderr,
+              flush=True)
+        sys.exit(3)
+    from components.train_entry import main
+
+    main(argv)
+
+
+# --- the TrainJob -----------------------------------------------------------------
+
+def node_trainer(spec: TrainJobSpec, num_nodes: int, argv: list[str], env: dict[str, str]):
+    """The SDK's CustomTrainer: node_main(argv) on `num_nodes` nodes of `spec.image`."""
+    from kubeflow.trainer import CustomTrainer
+
+    if spec.backend == "kubernetes":  # the SDK pastes the source and repr(func_args) in a heredoc
+        odd = sorted(set(inspect.getsource(node_main) + repr(argv)) & set("$`\\"))
+        if odd:
+            raise InvalidInputError(f"the training arguments hold {odd}, which the TrainJob's bash "
+                                    "heredoc would expand", fix="Use paths and values without them.",
+                                    field="argv")
+    resources: dict[str, Any] = {"cpu": spec.cpu, "memory": spec.memory}
+    if spec.gpus_per_node:  # "gpu" is the SDK's alias of nvidia.com/gpu (it sets the processes)
+        key = "gpu" if spec.accelerator_type == "nvidia.com/gpu" else spec.accelerator_type
+        resources[key] = str(spec.gpus_per_node)
+    return CustomTrainer(func=node_main, func_args={"argv": argv}, image=spec.image,
+                         num_nodes=num_nodes, resources_per_node=resources, env=env)
+
+
+def job_options(spec: TrainJobSpec, name: str) -> list:
+    """The TrainJob's name; on Kubernetes also labels, scheduling, the shared PVC and a deadline."""
+    from kubeflow.trainer.options import (ActiveDeadlineSeconds, ContainerPatch, JobSetSpecPatch,
+                                          JobSetTemplatePatch, JobSpecPatch, JobTemplatePatch, Labels,
+                                          Name, PodSpecPatch, PodTemplatePatch, ReplicatedJobPatch,
+                                          RuntimePatch, TrainingRuntimeSpecPatch)
+
+    if spec.backend == "container":  # the other options are Kubernetes-only in the SDK
+        return [Name(name)]
+    pod = PodSpecPatch(
+        volumes=[{"name": VOLUME, "persistentVolumeClaim": {"claimName": spec.pvc_name}}],
+        containers=[ContainerPatch(name="node",
+                                   volume_mounts=[{"name": VOLUME, "mountPath": spec.mount_path}])],
+        node_selector=dict(spec.node_selector) or None,
+        tolerations=[dict(t) for t in spec.tolerations] or None)
+    node = ReplicatedJobPatch(name="node", template=JobTemplatePatch(
+        spec=JobSpecPatch(template=PodTemplatePatch(spec=pod))))
+    patch = RuntimePatch(training_runtime_spec=TrainingRuntimeSpecPatch(
+        template=JobSetTemplatePatch(spec=JobSetSpecPatch(replicated_jobs=[node]))))
+    return [Name(name), Labels(dict(LABELS)), patch, ActiveDeadlineSeconds(spec.timeout_s)]
+
+
+def secret_env_vars(spec: TrainJobSpec) -> list:
+    """`env` entries of the node container that read `spec.secret_env` from Secrets."""
+    from kubeflow_trainer_api import models
+
+    return [models.IoK8sApiCoreV1EnvVar.from_dict({"name": env, "valueFrom": {"secretKeyRef": {
+        "name": ref.split("/")[0], "key": ref.split("/")[1], "optional": True}}})
+        for env, ref in sorted(spec.secret_env.items())]
+
+
+def node_env(spec: TrainJobSpec) -> dict[str, str]:
+    env = dict(spec.env)
+    if spec.backend == "kubernetes" and spec.pvc_name:
+        env.setdefault("HF_HOME", f"{spec.mount_path}/hf-cache")  # as the pipeline's steps
+    if spec.backend == "container":
+        env["QA_NODE_UMASK"] = "000"
+        # no Secrets on this machine: the launcher's own values, if it has them
+        env.update({name: os.environ[name] for name in spec.secret_env if name in os.environ})
+    return env
+
+
+def _kubernetes_backend_class():
+    from kubeflow.trainer.backends.kubernetes.backend import KubernetesBackend
+
+    class Backend(KubernetesBackend):
+        """The SDK's Kubernetes backend, plus env read from Secrets on the `node` container.
+
+        kubeflow 0.5.0's CustomTrainer.env takes plain values and the Trainer webhook refuses
+        env patches on `node`, so the secretKeyRef entries join spec.trainer.env here
+        (upstream: kubeflow/sdk#477, a TrainerEnvFrom option).
+        """
+
+        secret_env: list = []
+
+        def _get_trainjob_spec(self, *args, **kwargs):
+            job = super()._get_trainjob_spec(*args, **kwargs)
+            if self.secret_env:
+                job.trainer.env = [*(job.trainer.env or []), *self.secret_env]
+            return job
+
+    return Backend
+
+
+def _client_over(backend):
+    """A TrainerClient over a backend built here (the SDK builds its own from a config)."""
+    from kubeflow.trainer import TrainerClient
+
+    client = TrainerClient.__new__(TrainerClient)
+    client.backend = backend
+    return client
+
+
+def trainer_client(spec: TrainJobSpec):
+    from kubeflow.trainer import (ContainerBackendConfig, KubernetesBackendConfig, TrainerClient,
+                                  TrainingRuntimeSource)
+
+    if spec.backend == "container":
+        # no runtime sources: no network; the SDK's built-in torch-distributed, our image
+        return TrainerClient(ContainerBackendConfig(
+            pull_policy="IfNotPresent", runtime_source=TrainingRuntimeSource(sources=[])))
+    backend = _kubernetes_backend_class()(KubernetesBackendConfig(namespace=spec.namespace or None))
+    backend.secret_env = secret_env_vars(spec)
+    return _client_over(backend)
+
+
+def render_trainjob(spec: TrainJobSpec, num_nodes: int, argv: list[str], name: str = "qa-ft-preview",
+                    namespace: str = "kubeflow-user-example-com",
+                    runtime_kind: str = "ClusterTrainingRuntime") -> dict[str, Any]:
+    """The TrainJob (a dict) that `run_trainjob` would create on a cluster, built by the SDK's
+    Kubernetes backend with no cluster: the runtime is assumed to be a torch runtime of
+    `runtime_kind`, and the create call is kept instead of sent."""
+    from kubeflow.trainer import Runtime, RuntimeKind, RuntimeTrainer, TrainerType
+    from kubeflow.trainer.constants import constants
+
+    spec = dataclasses.replace(spec, backend="kubernetes")
+    runtime = Runtime(name=spec.runtime, kind=RuntimeKind(runtime_kind), trainer=RuntimeTrainer(
+        trainer_type=TrainerType.CUSTOM_TRAINER, framework="torch", image=spec.image))
+    runtime.trainer.set_command(constants.TORCH_COMMAND)
+    created: dict[str, Any] = {}
+
+    class Api:  # stands in for CustomObjectsApi
+        def create_namespaced_custom_object(self, group, version, ns, plural, body):
+            created.update(body, metadata={**body["metadata"], "namespace": ns})
+
+    class DryRun(_kubernetes_backend_class()):
+        def __init__(self):  # no kube config, no cluster
+            self.namespace, self.custom_api = namespace, Api()
+            self.secret_env = secret_env_vars(spec)
+
+        def get_runtime(self, name):
+            return runtime
+
+    _client_over(DryRun()).train(runtime=spec.runtime,
+                                 trainer=node_trainer(spec, num_nodes, argv, node_env(spec)),
+                                 options=job_options(spec, name))
+    return created
+
+
+# --- the launcher -------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class SharedDir:
+    """One folder, as this process and as the nodes see it."""
+
+    local: Path
+    nodes: str
+
+    def node_path(self, name: str) -> str:
+        return f"{self.nodes}/{name}"
+
+
+def shared_dir(spec: TrainJobSpec, job: str) -> SharedDir:
+    if spec.backend == "container":
+        from kubeflow.trainer.backends.container.utils import create_workdir
+        from kubeflow.trainer.constants import constants
+
+        return SharedDir(Path(create_workdir(job)), constants.WORKSPACE_PATH)
+    if not spec.pvc_name:
+        raise InvalidInputError(
+            "a multi-node fine-tune needs storage every node mounts, and no PVC is configured",
+            fix="Compile with --pvc <ReadWriteMany claim> (manifests/overlays/trainer/rwx; "
+                "see docs/multinode.md).", source="TrainJobSpec", field="pvc_name")
+    if not Path(spec.mount_path).is_dir():
+        raise InvalidInputError(f"the PVC {spec.pvc_name} is not mounted at {spec.mount_path} here",
+                                fix="Mount it in the launcher step too (the pipeline does when "
+                                    "compiled with --pvc).", source="TrainJobSpec", field="mount_path")
+    path = Path(spec.mount_path) / "trainjobs" / job
+    path.mkdir(parents=True)
+    return SharedDir(path, str(path))
+
+
+def _copy(src: str, dst: Path) -> None:
+    """Copy a file tree; hard links where the file system allows (the same disk)."""
+    def link_or_copy(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link_or_copy)
+
+
+def _writable_dir(path: Path) -> None:
+    path.mkdir()
+    path.chmod(0o777)  # the nodes' user may not be ours (uid 1000 in our image, root here)
+
+
+def _check_checkpoint_dir(spec: TrainJobSpec, checkpoint_dir: str | None) -> None:
+    if not checkpoint_dir:
+        return
+    if spec.backend == "container":
+        raise InvalidInputError("checkpoint_dir is not available with the container backend: the "
+                                "nodes see only the job's own folder", fix="Leave it empty.",
+                                field="checkpoint_dir")
+    if not Path(checkpoint_dir).is_relative_to(spec.mount_path):
+        raise InvalidInputError(f"checkpoint_dir={checkpoint_dir!r} is not on the shared PVC",
+                                fix=f"Use a folder under {spec.mount_path}, e.g. "
+                                    f"{spec.mount_path}/checkpoints/<run name>.", field="checkpoint_dir")
+
+
+def run_trainjob(spec: TrainJobSpec, num_nodes: int, features: str, base_model: str, output: str,
+                 config: TrainConfig, logging_dir: str | None = None,
+                 checkpoint_dir: str | None = None, log: Callable[[str], None] | None = None) -> dict:
+    """Train on `num_nodes` nodes of a TrainJob; like `train_entry.launch`, rank 0's model ends up
+    in `output` (TensorBoard events in `logging_dir`) and its training metrics are returned."""
+    log = log or (lambda line: print(line, flush=True))
+    if num_nodes < 1:
+        raise InvalidInputError(f"num_nodes={num_nodes} must be >= 1", fix="Use 1 or more.",
+                                field="num_nodes")
+    _check_checkpoint_dir(spec, checkpoint_dir)
+    client = trainer_client(spec)
+    job = f"qa-ft-{uuid.uuid4().hex[:10]}"
+    shared = None
+    on_sigterm = _exit_on_sigterm()
+    try:
+        shared = shared_dir(spec, job)
+        _copy(features, shared.local / "features")
+        _copy(base_model, shared.local / "base_model")
+        _writable_dir(shared.local / "model")
+        if logging_dir:
+            _writable_dir(shared.local / "tensorboard")
+        argv = entry_args(shared.node_path("features"), shared.node_path("base_model"),
+                          shared.node_path("model"), config,
+                          shared.node_path("tensorboard") if logging_dir else None, checkpoint_dir)
+        client.train(runtime=spec.runtime, trainer=node_trainer(spec, num_nodes, argv, node_env(spec)),
+                     options=job_options(spec, job))
+        log(f"TrainJob {job}: {num_nodes} node(s) x {spec.gpus_per_node or 'no'} "
+            f"{spec.accelerator_type if spec.gpus_per_node else 'GPU'} of {spec.image} "
+            f"({spec.backend}, runtime {spec.runtime}); waiting for the nodes to start")
+        follow(client, spec, job, num_nodes, log)
+        produced = shared.local / "model"
+        if not (produced / METRICS_FILE).is_file():
+            raise TrainJobFailed(job, f"TrainJob {job} completed, but rank 0 left no {METRICS_FILE} "
+                                      f"in {produced}")
+        shutil.copytree(produced, output, dirs_exist_ok=True)
+        if logging_dir:
+            shutil.copytree(shared.local / "tensorboard", logging_dir, dirs_exist_ok=True)
+        return json.loads((produced / METRICS_FILE).read_text())
+    finally:
+        cleanup(client, spec, job, shared, log)
+        on_sigterm()
+
+
+def _exit_on_sigterm() -> Callable[[], None]:
+    """Turn SIGTERM (a cancelled run) into SystemExit, so the TrainJob is deleted; returns undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _log_steps(spec: TrainJobSpec, num_nodes: int) -> list[str]:
+    # the container backend answers step "node-0" with every node's log in turn
+    return ["node-0"] if spec.backend == "container" else [f"node-{i}" for i in range(num_nodes)]
+
+
+def _stream(client, spec: TrainJobSpec, job: str, step: str, done: threading.Event,
+            log: Callable[[str], None]) -> None:
+    prefix = job if spec.backend == "container" else f"{job} {step}"
+    pending = ""
+    try:
+        for chunk in client.get_job_logs(job, step=step, follow=True):
+            if done.is_set():
+                return
+            # containers: raw output in pieces; kubernetes: one line per item
+            pending += chunk if spec.backend == "container" else chunk + "\n"
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                log(f"[{prefix}] {line}")
+    except Exception as err:  # the job is being deleted under us; the waiter reports failures
+        if not done.is_set():
+            log(f"[{prefix}] (log stream ended: {err})")
+    if pending and not done.is_set():
+        log(f"[{prefix}] {pending}")
+
+
+def follow(client, spec: TrainJobSpec, job: str, num_nodes: int, log: Callable[[str], None]) -> None:
+    """Stream the nodes' logs and wait for Complete; TrainJobFailed if a node fails."""
+    from kubeflow.trainer.constants.constants import (TRAINJOB_COMPLETE, TRAINJOB_FAILED,
+                                                      TRAINJOB_RUNNING)
+
+    wait = dict(timeout=spec.timeout_s, polling_interval=spec.poll_s)
+    client.wait_for_job_status(job, {TRAINJOB_RUNNING, TRAINJOB_COMPLETE, TRAINJOB_FAILED}, **wait)
+    done = threading.Event()
+    streams = [threading.Thread(target=_stream, args=(client, spec, job, step, done, log), daemon=True)
+               for step in _log_steps(spec, num_nodes)]
+    for stream in streams:
+        stream.start()
+    try:
+        client.wait_for_job_status(job, {TRAINJOB_COMPLETE}, **wait)
+    except RuntimeError as err:
+        done.set()
+        raise TrainJobFailed(job, failure_report(client, spec, job, err)) from None
+    for stream in streams:  # the last lines of every node
+        stream.join(timeout=60)
+    done.set()
+
+
+def node_log_tail(client, spec: TrainJobSpec, job: str, step: str, lines: int = TAIL_LINES) -> list[str]:
+    """The end of one node's log, without torchrun's own traceback: that one only says that a
+    worker failed, and would push the worker's error (just above it) out of the excerpt."""
+    chunks = list(client.get_job_logs(job, step=step, follow=False))
+    if spec.backend == "container":
+        chunks = chunks[:1]  # one item per container; step "node-0" lists every node
+    log = "\n".join(c.rstrip("\n") for c in chunks).splitlines()
+    agent = next((i for i, line in enumerate(log) if "ChildFailedError" in line), None)
+    if agent is not None:
+        start = max((i for i in range(agent) if log[i].startswith("Traceback (most recent call")),
+                    default=agent)
+        log = log[:start]
+    return log[-lines:]
+
+
+def failure_report(client, spec: TrainJobSpec, job: str, err: Exception) -> str:
+    """Which node(s) failed and the end of their logs; the SDK's message when none is known."""
+    from kubeflow.trainer.constants.constants import TRAINJOB_FAILED
+
+    try:
+        failed = [s for s in client.get_job(job).steps if s.status == TRAINJOB_FAILED]
+    except Exception:
+        failed = []
+    if not failed:
+        return f"TrainJob {job} failed: {err}"
+    lines = [f"TrainJob {job} failed on " + ", ".join(f"{s.name} ({s.pod_name})" for s in failed)]
+    for step in failed:
+        try:
+            tail = node_log_tail(client, spec, job, step.name)
+        except Exception as log_err:
+            tail = [f"(no log: {log_err})"]
+        lines += [f"--- last {len(tail)} log lines of {step.name}:", *tail]
+    return "\n".join(lines)
+
+
+def cleanup(client, spec: TrainJobSpec, job: str, shared: SharedDir | None,
+            log: Callable[[str], None]) -> None:
+    """Delete the job (its nodes, network, folder) and the staged data; never raises."""
+    try:
+        client.delete_job(job)
+        log(f"TrainJob {job}: deleted")
+    except Exception as err:  # never created (train() failed early), or already gone
+        log(f"TrainJob {job}: nothing to delete ({err})")
+    if spec.backend == "container":
+        _remove_network(f"{job}-net")  # a train() that fails early leaves it behind
+    if shared is not None:
+        shutil.rmtree(shared.local, ignore_errors=True)
+
+
+def _remove_network(name: str) -> None:
+    try:
+        import docker
+
+        for network in docker.from_env().networks.list(names=[name]):
+            network.remove()
+    except Exception:
+        pass  # best effort: Podman, or no daemon
