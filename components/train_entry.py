@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from components.qa.preemption import checkpoint_key
 from components.qa.training import TrainConfig, train_qa_model
 
 METRICS_FILE = "train_metrics.json"
@@ -27,12 +29,23 @@ def is_rank_zero() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def training_key(data, base_model: str, config: TrainConfig) -> str:
+    """What determines the training: a checkpoint resumes only the same features, model and config."""
+    config_file = Path(base_model) / "config.json"
+    weights = sorted((p.name, p.stat().st_size) for p in Path(base_model).glob("*.safetensors"))
+    model_id = (config_file.read_text() if config_file.exists() else base_model, weights)
+    return checkpoint_key(data._fingerprint, model_id, dataclasses.asdict(config))
+
+
 def train(features: str, base_model: str, output: str, config: TrainConfig,
           logging_dir: str | None = None, checkpoint_dir: str | None = None) -> dict:
     """Train in this process (one rank); rank 0 also writes metrics next to the model."""
     import datasets
 
-    result = train_qa_model(base_model, datasets.load_from_disk(features), output, config,
+    data = datasets.load_from_disk(features)
+    if checkpoint_dir:  # durable folder (a PVC): one subfolder per training identity
+        checkpoint_dir = str(Path(checkpoint_dir) / training_key(data, base_model, config))
+    result = train_qa_model(base_model, data, output, config,
                             logging_dir=logging_dir, checkpoint_dir=checkpoint_dir)
     if is_rank_zero():
         (Path(output) / METRICS_FILE).write_text(json.dumps(result, indent=2, sort_keys=True))
@@ -79,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--logging-dir")
     parser.add_argument("--checkpoint-dir")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = TrainConfig(**json.loads(args.config))
     train(args.features, args.base_model, args.output, config, args.logging_dir, args.checkpoint_dir)
     return 0

@@ -96,12 +96,14 @@ class TrainJobSpec:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainJobSpec:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        """From `to_dict`, also after a trip through KFP (a Struct: every number a float)."""
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
         if unknown:
             raise InvalidInputError(f"unknown TrainJob settings {unknown}", source="TrainJobSpec",
-                                    fix=f"Known settings: {sorted(known)}.", field=unknown[0])
-        return cls(**values)
+                                    fix=f"Known settings: {sorted(fields)}.", field=unknown[0])
+        return cls(**{name: int(v) if fields[name] == "int" and isinstance(v, float) and v.is_integer()
+                      else v for name, v in values.items()})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -356,7 +356,8 @@ def train_qa_model(model_name_or_path, train_features, output_dir: str, config: 
         global_step, total_flos, num_train_features and num_train_tokens (this run).
     """
     from transformers import AutoTokenizer, PreTrainedModel, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
+
+    from components.qa.preemption import Preempted, SigtermCheckpoint, latest_complete_checkpoint
 
     set_seed(config.seed)  # the QA head is initialised when the model loads
     if isinstance(model_name_or_path, PreTrainedModel):
@@ -369,9 +370,10 @@ def train_qa_model(model_name_or_path, train_features, output_dir: str, config: 
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
     checkpoint_dir = checkpoint_dir or output_dir
+    sigterm = SigtermCheckpoint()
     trainer = build_trainer(model, tokenizer, train_features, checkpoint_dir, config,
-                            logging_dir, callbacks)
-    resume = get_last_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
+                            logging_dir, [sigterm, *(callbacks or [])])
+    resume = latest_complete_checkpoint(checkpoint_dir)
     logger.info("training %s on %d features: precision=%s, group_by_length=%s, "
                 "pad_to_max_length=%s, batch=%d, workers=%d, optim=%s%s",
                 type(model).__name__, len(trainer.train_dataset), config.resolved_precision(),
@@ -380,6 +382,9 @@ def train_qa_model(model_name_or_path, train_features, output_dir: str, config: 
                 getattr(trainer.args.optim, "value", trainer.args.optim),
                 f", resuming from {resume}" if resume else "")
     result = trainer.train(resume_from_checkpoint=resume)
+    if sigterm.received:
+        raise Preempted(f"stopped by SIGTERM at step {trainer.state.global_step}; a checkpoint is "
+                        f"in {checkpoint_dir}: rerun the step to resume from it")
 
     trainer.save_model(output_dir)  # model, tokenizer, training_args.bin; rank 0 only
     if trainer.is_world_process_zero():

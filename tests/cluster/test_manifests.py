@@ -175,7 +175,7 @@ def test_cluster_runtime_reader_is_only_in_the_trainer_overlay():
 @pytest.mark.parametrize("directory, modes", [
     (".", ["ReadWriteOnce"]),
     ("overlays/gpu", ["ReadWriteOnce"]),
-    ("overlays/trainer", ["ReadWriteOnce"]),
+    ("overlays/trainer", ["ReadWriteMany"]),  # built on rwx-storage: TrainJob nodes share the claim
     ("overlays/rwx-storage", ["ReadWriteMany"]),
 ])
 def test_cache_pvc_access_modes(directory, modes):

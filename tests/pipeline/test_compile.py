@@ -93,3 +93,49 @@ def test_unpinned_image_is_rejected():
         CompileSettings(cpu_image="reg.example/qa-cpu:latest")
     with pytest.raises(ValueError, match="pinned"):
         CompileSettings(gpu_image="reg.example/qa-cuda")
+
+
+def test_one_node_trains_in_the_step_and_num_nodes_is_a_parameter(tmp_path):
+    spec, _ = compile_docs(tmp_path)
+    assert spec["root"]["inputDefinitions"]["parameters"]["num_nodes"]["defaultValue"] == 1
+    inputs = spec["root"]["dag"]["tasks"]["fine-tune"]["inputs"]["parameters"]
+    assert inputs["num_nodes"] == {"componentInputParameter": "num_nodes"}
+    trainjob = inputs["trainjob"]["runtimeValue"]["constant"]
+    assert trainjob["always"] is False and trainjob["image"] == CompileSettings().gpu_image
+    fine_tune = spec["deploymentSpec"]["executors"]["exec-fine-tune"]["container"]
+    assert fine_tune["image"] == CompileSettings().gpu_image and "accelerator" in fine_tune["resources"]
+
+
+def test_multinode_compiles_fine_tune_as_a_launcher_without_gpu(tmp_path):
+    out = tmp_path / "multi.yaml"
+    assert main(["compile", "--output", str(out), "--num-nodes", "4", "--accelerator-count", "8",
+                 "--node-selector", "nvidia.com/gpu.present=true",
+                 "--toleration", "nvidia.com/gpu:Exists:NoSchedule", "--pvc", "qa-hf-cache",
+                 "--trainer-runtime", "qa-torch-distributed"]) == 0
+    spec, platform = list(yaml.safe_load_all(out.read_text()))
+    defaults = CompileSettings()
+    assert spec["root"]["inputDefinitions"]["parameters"]["num_nodes"]["defaultValue"] == 4
+    launcher = spec["deploymentSpec"]["executors"]["exec-fine-tune"]["container"]
+    assert launcher["image"] == defaults.cpu_image
+    assert "accelerator" not in launcher["resources"]
+    assert launcher["resources"]["cpuLimit"] == 1 and launcher["resources"]["memoryLimit"] == 2.147483648
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-fine-tune"]
+    assert "nodeSelector" not in k8s and "tolerations" not in k8s
+    assert k8s["pvcMount"][0]["constant"] == "qa-hf-cache"  # the launcher stages data there
+    trainjob = spec["root"]["dag"]["tasks"]["fine-tune"]["inputs"]["parameters"]["trainjob"]
+    job = trainjob["runtimeValue"]["constant"]
+    assert job["always"] is True and job["image"] == defaults.gpu_image
+    assert job["gpus_per_node"] == 8 and (job["cpu"], job["memory"]) == ("8", "32Gi")
+    assert job["node_selector"] == {"nvidia.com/gpu.present": "true"}
+    assert job["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert (job["pvc_name"], job["mount_path"]) == ("qa-hf-cache", "/mnt/qa")
+    assert job["runtime"] == "qa-torch-distributed" and job["secret_env"] == {"HF_TOKEN": "hf-token/HF_TOKEN"}
+    evaluate = spec["deploymentSpec"]["executors"]["exec-evaluate"]["container"]
+    assert "accelerator" in evaluate["resources"]  # evaluate still runs on one GPU
+
+
+def test_multinode_needs_shared_storage():
+    with pytest.raises(ValueError, match="PVC every node mounts"):
+        CompileSettings(num_nodes=2)
+    with pytest.raises(ValueError, match="num_nodes"):
+        CompileSettings(num_nodes=0)
