@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 
-from components.qa.features import prepare_train_features, prepare_validation_features  # noqa: E402
+from components.featurize import map_features  # noqa: E402
 from components.qa.postprocess import postprocess_predictions  # noqa: E402
 from components.qa.squad_io import load_split  # noqa: E402
 
@@ -99,10 +99,8 @@ def tokenize_floor(examples: datasets.Dataset, tokenizer, max_length: int, doc_s
 
 def featurize(examples: datasets.Dataset, tokenizer, kind: str, max_length: int,
               doc_stride: int, cache_dir: str) -> datasets.Dataset:
-    fn = prepare_train_features if kind == "train" else prepare_validation_features
-    return examples.map(
-        fn, batched=True, batch_size=BATCH_SIZE, remove_columns=examples.column_names,
-        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "doc_stride": doc_stride},
+    return map_features(
+        examples, tokenizer, kind, max_length, doc_stride, batch_size=BATCH_SIZE,
         cache_file_name=str(Path(cache_dir) / f"{kind}-{time.monotonic_ns()}.arrow"),
         keep_in_memory=False, load_from_cache_file=False)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import datasets
 from transformers import AutoTokenizer
 
@@ -10,6 +12,23 @@ from components.qa.features import prepare_train_features, prepare_validation_fe
 from components.qa.squad_io import fingerprint
 
 BUILDERS = {"train": prepare_train_features, "validation": prepare_validation_features}
+
+
+def map_features(examples: datasets.Dataset, tokenizer, split: str, max_length: int,
+                 doc_stride: int, **map_kwargs) -> datasets.Dataset:
+    """`examples.map` with the feature builder of `split`.
+
+    The fingerprint is given explicitly: otherwise `datasets` pickles and hashes
+    the tokenizer on every call, which costs as much as tokenizing a few thousand
+    examples.
+    """
+    key = "|".join(map(str, (examples._fingerprint, split, tokenizer.name_or_path, len(tokenizer),
+                             tokenizer.padding_side, max_length, doc_stride)))
+    return examples.map(
+        BUILDERS[split], batched=True, remove_columns=examples.column_names,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "doc_stride": doc_stride},
+        new_fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16], desc=f"{split} features",
+        **map_kwargs)
 
 
 def featurize(data_path: str, model_path: str, out_path: str, split: str,
@@ -21,10 +40,7 @@ def featurize(data_path: str, model_path: str, out_path: str, split: str,
     if max_length > limit:
         raise ValueError(f"max_length={max_length} exceeds the model's limit of {limit} tokens; "
                          f"lower max_length to at most {limit}.")
-    features = examples.map(
-        BUILDERS[split], batched=True, remove_columns=examples.column_names,
-        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "doc_stride": doc_stride},
-        desc=f"{split} features", keep_in_memory=True)
+    features = map_features(examples, tokenizer, split, max_length, doc_stride, keep_in_memory=True)
     with published(out_path) as tmp:
         features.save_to_disk(tmp)
     lengths = [len(ids) for ids in features["input_ids"]]

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from components.qa.errors import InvalidInputError
+from components.retry import with_retries
 
 MODEL_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "merges.txt", "vocab.*")
 
@@ -70,9 +71,11 @@ def snapshot_model(reference: str, revision: str, target: str) -> dict:
     else:
         from huggingface_hub import model_info, snapshot_download
         try:  # resolve the revision to a commit first, so the snapshot is pinned
-            resolved = model_info(reference, revision=revision or None).sha
-            snapshot_download(reference, revision=resolved, allow_patterns=list(MODEL_FILES),
-                              local_dir=target)
+            resolved = with_retries(lambda: model_info(reference, revision=revision or None).sha,
+                                    f"resolving {reference}")
+            with_retries(lambda: snapshot_download(reference, revision=resolved, local_dir=target,
+                                                   allow_patterns=list(MODEL_FILES)),
+                         f"downloading {reference}")
         except Exception as e:  # Hub errors come in many types; the message is what helps
             raise InvalidInputError(f"could not download the model: {e}",
                                     fix="Check the model id and revision, the network and "

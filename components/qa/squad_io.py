@@ -26,6 +26,7 @@ import datasets
 import fsspec
 
 from components.qa.errors import InvalidInputError
+from components.retry import with_retries
 
 SQUAD_FEATURES = datasets.Features({
     "id": datasets.Value("string"),
@@ -138,7 +139,7 @@ def _resolve_split_files(source: str, split: str) -> tuple[Any, list[str], str]:
     """Files that hold `split` of a path/URI source, and how to read them."""
     pattern = source.format(split=split) if "{split}" in source else source
     fs, path = fsspec.core.url_to_fs(pattern)
-    if fs.isfile(path):
+    if with_retries(lambda: fs.isfile(path), f"listing {pattern}"):
         kind = "flat" if path.endswith(FLAT_SUFFIXES) else "squad"
         return fs, [path], kind
     if fs.isdir(path):
@@ -163,7 +164,8 @@ def load_split(source: str, split: str, config: str | None = None,
     """One split of a SQuAD-style dataset as a flat `datasets.Dataset` (SQUAD_FEATURES)."""
     if not _is_local_or_uri(source):
         try:
-            dataset = datasets.load_dataset(source, config or None, split=split, revision=revision or None)
+            dataset = with_retries(lambda: datasets.load_dataset(
+                source, config or None, split=split, revision=revision or None), f"loading {source}")
         except Exception as e:  # the Hub client raises many types; the message is what helps
             raise InvalidInputError(f"could not load Hub dataset split {split!r}: {e}",
                                     fix="Check the dataset id, config, split and revision, the "
@@ -175,13 +177,15 @@ def load_split(source: str, split: str, config: str | None = None,
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         urls = [f if protocol in ("file", "local") else f"{protocol}://{f}" for f in files]
         try:
-            dataset = datasets.load_dataset(fmt, data_files=urls, split="train")
+            dataset = with_retries(lambda: datasets.load_dataset(fmt, data_files=urls, split="train"),
+                                   f"reading {urls[0]}")
         except Exception as e:
             raise InvalidInputError(f"could not read {fmt} data: {e}",
                                     fix="Check that the file is valid and has the SQuAD columns.",
                                     source=files[0]) from None
         return _check_flat(dataset, files[0])
-    rows = [row for f in files for row in parse_squad_json(_read_text(fs, f, f), f)]
+    rows = [row for f in files
+            for row in parse_squad_json(with_retries(lambda: _read_text(fs, f, f), f"reading {f}"), f)]
     if not rows:
         raise InvalidInputError(f"split {split!r} has no questions", fix="Check the file contents.",
                                 source=", ".join(files))

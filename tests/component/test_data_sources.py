@@ -125,3 +125,33 @@ def test_s3_source_through_fsspec(s3_endpoint, monkeypatch):
     assert fingerprint(remote) == fingerprint(local)
     with pytest.raises(InvalidInputError, match="no data for split 'train'"):
         load_split("s3://squad/v1/{split}.json", "train")
+
+
+def test_network_errors_are_retried_with_backoff_and_bad_input_is_not():
+    from components.retry import with_retries
+
+    calls, waits = [], []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("connection reset by peer")
+        return "rows"
+
+    assert with_retries(flaky, "reading s3://x", sleep=waits.append) == "rows"
+    assert waits == [2.0, 4.0]
+
+    def always_down():
+        raise TimeoutError("read timed out")
+
+    with pytest.raises(TimeoutError):
+        with_retries(always_down, "reading s3://x", attempts=3, sleep=waits.append)
+
+    def bad():
+        calls.append(1)
+        raise InvalidInputError("no such split", fix="fix it")
+
+    calls.clear()
+    with pytest.raises(InvalidInputError):
+        with_retries(bad, "reading", sleep=waits.append)
+    assert len(calls) == 1
