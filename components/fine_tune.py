@@ -25,7 +25,7 @@ def fine_tune(
     metrics: Output[Metrics],
     tensorboard: Output[Artifact],
     num_nodes: int = 1,
-    trainjob: dict = {},
+    trainjob: dict = None,
 ):
     import dataclasses
 

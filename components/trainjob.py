@@ -37,8 +37,9 @@ import signal
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from components.qa.errors import InvalidInputError
 from components.qa.training import TrainConfig
@@ -73,7 +74,8 @@ class TrainJobSpec:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     secret_env: dict[str, str] = dataclasses.field(default_factory=dict)
     namespace: str = ""  # "" = the launcher's own namespace
-    timeout_s: int = 3 * 24 * 3600  # also the TrainJob's activeDeadlineSeconds
+    start_timeout_s: int = 2 * 3600  # for every node to run (image pulls, GPU capacity, queues)
+    timeout_s: int = 3 * 24 * 3600  # for the job to finish; also its activeDeadlineSeconds
     poll_s: int = 10
 
     def __post_init__(self):
@@ -86,8 +88,8 @@ class TrainJobSpec:
             bad("image", "no image for the nodes", "Give the image `make images` built.")
         if self.gpus_per_node < 0:
             bad("gpus_per_node", f"gpus_per_node={self.gpus_per_node} is negative", "Use 0 or more.")
-        if not 0 < self.poll_s < self.timeout_s:
-            bad("poll_s", f"poll_s={self.poll_s} must be in (0, timeout_s={self.timeout_s})",
+        if not 0 < self.poll_s < min(self.start_timeout_s, self.timeout_s):
+            bad("poll_s", f"poll_s={self.poll_s} must be positive and below the timeouts",
                 "Poll every few seconds.")
         for env, ref in self.secret_env.items():
             if ref.count("/") != 1:
@@ -164,24 +166,21 @@ def node_trainer(spec: TrainJobSpec, num_nodes: int, argv: list[str], env: dict[
 
 def job_options(spec: TrainJobSpec, name: str) -> list:
     """The TrainJob's name; on Kubernetes also labels, scheduling, the shared PVC and a deadline."""
-    from kubeflow.trainer.options import (ActiveDeadlineSeconds, ContainerPatch, JobSetSpecPatch,
-                                          JobSetTemplatePatch, JobSpecPatch, JobTemplatePatch, Labels,
-                                          Name, PodSpecPatch, PodTemplatePatch, ReplicatedJobPatch,
-                                          RuntimePatch, TrainingRuntimeSpecPatch)
+    from kubeflow.trainer import options as opt
 
     if spec.backend == "container":  # the other options are Kubernetes-only in the SDK
-        return [Name(name)]
-    pod = PodSpecPatch(
+        return [opt.Name(name)]
+    pod = opt.PodSpecPatch(
         volumes=[{"name": VOLUME, "persistentVolumeClaim": {"claimName": spec.pvc_name}}],
-        containers=[ContainerPatch(name="node",
-                                   volume_mounts=[{"name": VOLUME, "mountPath": spec.mount_path}])],
+        containers=[opt.ContainerPatch(name="node", volume_mounts=[{"name": VOLUME,
+                                                                    "mountPath": spec.mount_path}])],
         node_selector=dict(spec.node_selector) or None,
         tolerations=[dict(t) for t in spec.tolerations] or None)
-    node = ReplicatedJobPatch(name="node", template=JobTemplatePatch(
-        spec=JobSpecPatch(template=PodTemplatePatch(spec=pod))))
-    patch = RuntimePatch(training_runtime_spec=TrainingRuntimeSpecPatch(
-        template=JobSetTemplatePatch(spec=JobSetSpecPatch(replicated_jobs=[node]))))
-    return [Name(name), Labels(dict(LABELS)), patch, ActiveDeadlineSeconds(spec.timeout_s)]
+    node = opt.ReplicatedJobPatch(name="node", template=opt.JobTemplatePatch(
+        spec=opt.JobSpecPatch(template=opt.PodTemplatePatch(spec=pod))))
+    patch = opt.RuntimePatch(training_runtime_spec=opt.TrainingRuntimeSpecPatch(
+        template=opt.JobSetTemplatePatch(spec=opt.JobSetSpecPatch(replicated_jobs=[node]))))
+    return [opt.Name(name), opt.Labels(dict(LABELS)), patch, opt.ActiveDeadlineSeconds(spec.timeout_s)]
 
 
 def secret_env_vars(spec: TrainJobSpec) -> list:
@@ -205,6 +204,8 @@ def node_env(spec: TrainJobSpec) -> dict[str, str]:
 
 
 def _kubernetes_backend_class():
+    # defined on first use: the SDK's backend imports the Kubernetes client, which compiling
+    # the pipeline (pipeline.settings imports this module) has no need for
     from kubeflow.trainer.backends.kubernetes.backend import KubernetesBackend
 
     class Backend(KubernetesBackend):
@@ -215,7 +216,7 @@ def _kubernetes_backend_class():
         (upstream: kubeflow/sdk#477, a TrainerEnvFrom option).
         """
 
-        secret_env: list = []
+        secret_env: tuple = ()  # IoK8sApiCoreV1EnvVar
 
         def _get_trainjob_spec(self, *args, **kwargs):
             job = super()._get_trainjob_spec(*args, **kwargs)
@@ -236,15 +237,19 @@ def _client_over(backend):
 
 
 def trainer_client(spec: TrainJobSpec):
-    from kubeflow.trainer import (ContainerBackendConfig, KubernetesBackendConfig, TrainerClient,
-                                  TrainingRuntimeSource)
+    from kubeflow.trainer import (
+        ContainerBackendConfig,
+        KubernetesBackendConfig,
+        TrainerClient,
+        TrainingRuntimeSource,
+    )
 
     if spec.backend == "container":
         # no runtime sources: no network; the SDK's built-in torch-distributed, our image
         return TrainerClient(ContainerBackendConfig(
             pull_policy="IfNotPresent", runtime_source=TrainingRuntimeSource(sources=[])))
     backend = _kubernetes_backend_class()(KubernetesBackendConfig(namespace=spec.namespace or None))
-    backend.secret_env = secret_env_vars(spec)
+    backend.secret_env = tuple(secret_env_vars(spec))
     return _client_over(backend)
 
 
@@ -270,7 +275,7 @@ def render_trainjob(spec: TrainJobSpec, num_nodes: int, argv: list[str], name: s
     class DryRun(_kubernetes_backend_class()):
         def __init__(self):  # no kube config, no cluster
             self.namespace, self.custom_api = namespace, Api()
-            self.secret_env = secret_env_vars(spec)
+            self.secret_env = tuple(secret_env_vars(spec))
 
         def get_runtime(self, name):
             return runtime
@@ -421,24 +426,38 @@ def _stream(client, spec: TrainJobSpec, job: str, step: str, done: threading.Eve
 
 def follow(client, spec: TrainJobSpec, job: str, num_nodes: int, log: Callable[[str], None]) -> None:
     """Stream the nodes' logs and wait for Complete; TrainJobFailed if a node fails."""
-    from kubeflow.trainer.constants.constants import (TRAINJOB_COMPLETE, TRAINJOB_FAILED,
-                                                      TRAINJOB_RUNNING)
+    from kubeflow.trainer.constants.constants import TRAINJOB_COMPLETE, TRAINJOB_FAILED, TRAINJOB_RUNNING
 
-    wait = dict(timeout=spec.timeout_s, polling_interval=spec.poll_s)
-    client.wait_for_job_status(job, {TRAINJOB_RUNNING, TRAINJOB_COMPLETE, TRAINJOB_FAILED}, **wait)
+    try:
+        client.wait_for_job_status(job, {TRAINJOB_RUNNING, TRAINJOB_COMPLETE, TRAINJOB_FAILED},
+                                   timeout=spec.start_timeout_s, polling_interval=spec.poll_s)
+    except TimeoutError:
+        events = [f"  {e.involved_object_kind} {e.involved_object_name}: {e.reason}: {e.message}"
+                  for e in _events(client, job)[-10:]]
+        headline = (f"the nodes of TrainJob {job} were not all running after {spec.start_timeout_s} s "
+                    "(image pull? GPU capacity? the PVC?); its last events:")
+        raise TrainJobFailed(job, "\n".join([headline, *events])) from None
     done = threading.Event()
     streams = [threading.Thread(target=_stream, args=(client, spec, job, step, done, log), daemon=True)
                for step in _log_steps(spec, num_nodes)]
     for stream in streams:
         stream.start()
     try:
-        client.wait_for_job_status(job, {TRAINJOB_COMPLETE}, **wait)
+        client.wait_for_job_status(job, {TRAINJOB_COMPLETE}, timeout=spec.timeout_s,
+                                   polling_interval=spec.poll_s)
     except RuntimeError as err:
         done.set()
         raise TrainJobFailed(job, failure_report(client, spec, job, err)) from None
     for stream in streams:  # the last lines of every node
         stream.join(timeout=60)
     done.set()
+
+
+def _events(client, job: str) -> list:
+    try:
+        return client.get_job_events(job)
+    except Exception:  # the container backend has none
+        return []
 
 
 def node_log_tail(client, spec: TrainJobSpec, job: str, step: str, lines: int = TAIL_LINES) -> list[str]:

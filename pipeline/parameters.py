@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     # training (the reference recipe)
     "learning_rate": 3e-5, "num_train_epochs": 2.0, "max_steps": -1, "batch_size": 48,
     "weight_decay": 0.01, "warmup_fraction": 0.1, "seed": 42, "precision": "auto",
-    "checkpoint_dir": "",
+    "checkpoint_dir": "", "num_nodes": 1,  # > 1: a Kubeflow Trainer TrainJob (docs/multinode.md)
     # evaluation and registration
     "n_best": 20, "max_answer_length": 50, "eval_batch_size": 128,
     "model_name": "squad-qa", "model_version": "", "min_f1": 0.0, "registry_uri": "",
@@ -105,6 +105,8 @@ def validate_parameters(p: dict[str, Any]) -> None:
         bad("n_best", "n_best and max_answer_length must be positive", "Use 20 and 30-50.")
     if not 0 <= p["min_f1"] <= 100:
         bad("min_f1", f"min_f1={p['min_f1']} is outside [0, 100]", "F1 is a percentage.")
+    if p["num_nodes"] < 1:
+        bad("num_nodes", f"num_nodes={p['num_nodes']} must be at least 1", "Use 1, or more for a TrainJob.")
     if p["max_train_samples"] < 0 or p["max_eval_samples"] < 0:
         bad("max_train_samples", "sample limits must be >= 0", "Use 0 for all examples.")
 

@@ -106,6 +106,8 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
             precision=precision, checkpoint_dir=checkpoint_dir, num_nodes=num_nodes,
             trainjob=settings.trainjob()),
             "trainjob-launcher" if launcher else "fine-tune", accelerator=not launcher)
+        # preempted (SIGTERM) or lost node: the retry resumes from the checkpoint in checkpoint_dir
+        trained.set_retry(num_retries=2, backoff_duration="60s")
 
         scored = sized(evaluate_op(
             model=trained.outputs["model"], validation_data=fetched.outputs["validation_data"],

@@ -30,8 +30,8 @@ from kfp import dsl
 from components.download import download
 from components.fine_tune import fine_tune
 from components.preprocess import preprocess_train, preprocess_validation
-from components.train_entry import entry_args
 from components.qa.training import TrainConfig
+from components.train_entry import entry_args
 from components.trainjob import TrainJobFailed, TrainJobSpec, render_trainjob
 from pipeline.parameters import profile_parameters
 from tests.conftest import REPO
@@ -79,7 +79,7 @@ def tiny(tmp_path_factory, image) -> dict:
              answer_policy="error", model=TINY["model"], model_revision="",
              train_data=art["train_data"], validation_data=art["validation_data"],
              base_model=art["base_model"])
-    shape = dict(max_length=TINY["max_length"], doc_stride=TINY["doc_stride"])
+    shape = {"max_length": TINY["max_length"], "doc_stride": TINY["doc_stride"]}
     preprocess_train(train_data=art["train_data"], base_model=art["base_model"],
                      train_features=art["train_features"], **shape)
     preprocess_validation(validation_data=art["validation_data"], base_model=art["base_model"],
