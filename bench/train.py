@@ -1,7 +1,8 @@
 """Training and evaluation speed of the fast path against the padded baseline, and their F1.
 
     python bench/train.py                  # CPU speed, MiniLM: ~10 min on 2 cores
-    python bench/train.py --quality        # + F1 of both paths after the same steps: ~25 min more
+    python bench/train.py --quality        # + F1 of both paths after the same steps: ~30 min more
+    python bench/train.py --quality-only --quality-paths fast --quality-seeds 1,2  # seed spread
     python bench/train.py --gpu            # one H100: bert-base shapes, SQuAD-sized data
     python bench/train.py --gpu-smoke      # the --gpu code path with a tiny model, on the CPU
 
@@ -285,23 +286,28 @@ def quality(args) -> None:
     print(f"quality: MiniLM, lr 3e-4, batch 16, {args.quality_steps} steps each on "
           f"{len(train_features)} train features at 256/128; {len(held_examples)} held-out "
           f"questions ({len(held_features)} features)")
-    scores = {}
-    for name, make in (("fast", TrainConfig), ("baseline", TrainConfig.baseline)):
-        config = make(learning_rate=3e-4, per_device_train_batch_size=16,
-                      max_steps=args.quality_steps, max_length=256, logging_steps=50,
-                      save_steps=0, report_to="none")
-        with tempfile.TemporaryDirectory() as out:
-            trained = train_qa_model(path, train_features, out, config)
-            metrics, _ = evaluate_qa_model(load_qa_model(out), held_examples, held_features)
-        scores[name] = metrics
-        print(f"  {name:<8} train {trained['train_runtime']:7.1f} s, loss "
-              f"{trained['train_loss']:.3f}, {trained['global_step']} steps x 16 features; "
-              f"held-out EM {metrics['exact_match']:.2f} "
-              f"F1 {metrics['f1']:.2f}", flush=True)
-    diff = scores["fast"]["f1"] - scores["baseline"]["f1"]
-    print(f"QUALITY: F1 fast {scores['fast']['f1']:.2f} vs baseline "
-          f"{scores['baseline']['f1']:.2f}: difference {diff:+.2f} points "
-          f"({'within' if abs(diff) <= 1 else 'NOT within'} 1 point)")
+    makers = {"fast": TrainConfig, "baseline": TrainConfig.baseline}
+    scores: dict[str, list[float]] = {name: [] for name in args.quality_paths}
+    for seed in args.quality_seeds:
+        for name in args.quality_paths:
+            config = makers[name](learning_rate=3e-4, per_device_train_batch_size=16,
+                                  max_steps=args.quality_steps, max_length=256, seed=seed,
+                                  logging_steps=50, save_steps=0, report_to="none")
+            with tempfile.TemporaryDirectory() as out:
+                trained = train_qa_model(path, train_features, out, config)
+                metrics, _ = evaluate_qa_model(load_qa_model(out), held_examples, held_features)
+            scores[name].append(metrics["f1"])
+            print(f"  {name:<8} seed {seed}: train {trained['train_runtime']:7.1f} s, loss "
+                  f"{trained['train_loss']:.3f}, {trained['global_step']} steps x 16 features; "
+                  f"held-out EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f}", flush=True)
+    for name, f1 in scores.items():
+        print(f"  {name:<8} F1 over seeds {args.quality_seeds}: mean {np.mean(f1):.2f}, "
+              f"min {min(f1):.2f}, max {max(f1):.2f}")
+    if len(scores) == 2:
+        diff = np.mean(scores["fast"]) - np.mean(scores["baseline"])
+        print(f"QUALITY: mean F1 fast {np.mean(scores['fast']):.2f} vs baseline "
+              f"{np.mean(scores['baseline']):.2f}: difference {diff:+.2f} points "
+              f"({'within' if abs(diff) <= 1 else 'NOT within'} 1 point)")
 
 
 def gpu(args, smoke: bool) -> None:
@@ -394,6 +400,11 @@ def main() -> None:
     parser.add_argument("--quality", action="store_true", help="also train both to compare F1")
     parser.add_argument("--quality-steps", type=int, default=200)
     parser.add_argument("--quality-questions", type=int, default=500)
+    parser.add_argument("--quality-seeds", type=lambda v: [int(x) for x in v.split(",")],
+                        default=[42], help="comma-separated; each path trains once per seed")
+    parser.add_argument("--quality-paths", type=lambda v: v.split(","),
+                        default=["fast", "baseline"], help="fast,baseline or one of them")
+    parser.add_argument("--quality-only", action="store_true", help="skip the speed part")
     parser.add_argument("--gpu", action="store_true", help="bert-base shapes on a GPU")
     parser.add_argument("--gpu-smoke", action="store_true", help="--gpu with a tiny model")
     parser.add_argument("--gpu-steps", type=int, default=0,
@@ -413,8 +424,9 @@ def main() -> None:
     if args.gpu or args.gpu_smoke:
         gpu(args, smoke=args.gpu_smoke)
     else:
-        cpu_speed(args)
-        if args.quality:
+        if not args.quality_only:
+            cpu_speed(args)
+        if args.quality or args.quality_only:
             quality(args)
     print(f"total {time.perf_counter() - started:.0f} s")
 

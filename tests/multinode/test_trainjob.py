@@ -67,7 +67,7 @@ def image() -> str:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, image) -> dict:
+def tiny(tmp_path_factory) -> dict:
     """The tiny profile's data and MiniLM, with dropout off and full-length train windows."""
     root = tmp_path_factory.mktemp("tiny")
     art = {name: kind(uri=str(root / name)) for name, kind in (

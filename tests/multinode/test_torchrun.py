@@ -1,0 +1,40 @@
+"""Several GPUs in one pod: the same entry point under torchrun, here 2 CPU ranks over gloo.
+
+`components.train_entry.launch(N, ...)` is what the fine-tune step runs when its node has
+N > 1 GPUs. Two ranks x batch 4 must train like one process x batch 8 (same global batch and
+seed); the fixture (shared with the TrainJob tests) removes dropout and padding, the only two
+by-design differences, so what is left is all-reduce arithmetic.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from components.qa.training import TrainConfig
+from components.train_entry import METRICS_FILE, launch
+from tests.multinode.test_trainjob import F1_TOLERANCE, LOSS_TOLERANCE, TINY, f1, tiny, train_set_loss  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def config(batch_size: int) -> TrainConfig:
+    return TrainConfig(learning_rate=TINY["learning_rate"], max_steps=TINY["max_steps"],
+                       per_device_train_batch_size=batch_size, warmup_fraction=TINY["warmup_fraction"],
+                       weight_decay=TINY["weight_decay"], seed=TINY["seed"], precision="fp32",
+                       report_to="none")
+
+
+def test_two_ranks_under_torchrun_train_like_one_process(tmp_path, tiny):
+    features, base = tiny["train_features"].path, tiny["base_model"].path
+    one = launch(1, features, base, str(tmp_path / "one"), config(8))
+    two = launch(2, features, base, str(tmp_path / "two"), config(4))
+    assert two["global_step"] == one["global_step"] == TINY["max_steps"]
+    assert two["num_train_tokens"] == one["num_train_tokens"]
+    assert json.loads((tmp_path / "two" / METRICS_FILE).read_text())["global_step"] == TINY["max_steps"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "one").iterdir())  # one model, the same layout
+    loss_one = train_set_loss(str(tmp_path / "one"), features)
+    loss_two = train_set_loss(str(tmp_path / "two"), features)
+    assert loss_two == pytest.approx(loss_one, abs=LOSS_TOLERANCE)
+    assert f1(str(tmp_path / "two"), tiny) == pytest.approx(f1(str(tmp_path / "one"), tiny), abs=F1_TOLERANCE)
