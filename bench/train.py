@@ -16,22 +16,25 @@ Speed (default): features of the first 40 dev-v1.1 articles at 384/128, MiniLM
 (all-MiniLM-L6-v2 with a new QA head). Each of `--rounds` rounds draws a fresh sample of
 steps/rounds x batch features and trains BOTH paths on it for one epoch (the same features,
 the same number of steps), in A-B then B-A order, so that the load of a shared machine
-falls on both; evaluation likewise on held-out features (last 8 articles). Printed:
-features/s and real (non-padding) tokens/s of each, and fast/baseline per round and over
-all rounds. A sample this small groups less well than a full run (the sampler sorts
-within mega-batches of at most 50 batches): the padding efficiency of both is printed,
-so the speed-up of the fast path here is a lower bound.
+falls on both; evaluation likewise on held-out features (last 8 articles), after an
+untimed warm-up. Printed: wall and CPU seconds per round, features/s and real
+(non-padding) tokens/s of each path, and fast/baseline per round and over all rounds.
+A sample this small groups less well than a full run (the sampler sorts within
+mega-batches of at most 50 batches): the padding efficiency of both is printed, so the
+speed-up of the fast path here is a lower bound.
 
 Quality (--quality): both paths train MiniLM for the same steps (lr 3e-4, batch 16,
 max_length 256 / stride 128) on the train articles and are scored on a sample of
-held-out questions; their F1 should agree within a point.
+held-out questions; their F1 should agree within a point. After 200 steps the seed alone
+moves F1 by several points: use --quality-seeds to see the spread before reading a gap.
 
 GPU (--gpu): bert-base from `BertConfig()` (random weights: speed does not depend on
 them), 88,524 synthetic features whose lengths are resampled from dev-v1.1 tokenized at
-384/128 (the length distribution of SQuAD train), batch 48, bf16, 2 epochs (or
---gpu-steps and an extrapolation, labelled so); model FLOP utilization = 6 x params x
-real tokens / time / --peak-tflops (989 = H100 SXM dense bf16); then the time to predict
-the 10,784 dev-v1.1 features.
+384/128 (standing in for SQuAD train's), batch 48, bf16, 2 epochs (or --gpu-steps and an
+extrapolation, labelled so) and --gpu-baseline-steps of the padded fp32 baseline; model
+FLOP utilization = 6 x params (all, embeddings included) x real tokens / time /
+--peak-tflops (989 = H100 SXM dense bf16); then the time to predict the 10,784 dev-v1.1
+features with each path (bf16 on both).
 """
 
 from __future__ import annotations
