@@ -8,6 +8,7 @@ import datasets
 from transformers import AutoTokenizer
 
 from components.artifacts import published
+from components.qa.errors import InvalidInputError
 from components.qa.features import prepare_train_features, prepare_validation_features
 from components.qa.squad_io import fingerprint
 
@@ -38,8 +39,8 @@ def featurize(data_path: str, model_path: str, out_path: str, split: str,
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     limit = tokenizer.model_max_length
     if max_length > limit:
-        raise ValueError(f"max_length={max_length} exceeds the model's limit of {limit} tokens; "
-                         f"lower max_length to at most {limit}.")
+        raise InvalidInputError(f"max_length={max_length} exceeds the model's limit of {limit} tokens",
+                                fix=f"Lower max_length to at most {limit}.", field="max_length")
     features = map_features(examples, tokenizer, split, max_length, doc_stride, keep_in_memory=True)
     with published(out_path) as tmp:
         features.save_to_disk(tmp)
