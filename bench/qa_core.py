@@ -47,7 +47,7 @@ import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 
 from components.featurize import map_features  # noqa: E402
-from components.qa.postprocess import postprocess_predictions  # noqa: E402
+from components.qa.postprocess import postprocess_predictions, read_column  # noqa: E402
 from components.qa.squad_io import load_split  # noqa: E402
 
 BATCH_SIZE = 1000  # datasets.map's default batch size, used for the floor too
@@ -87,7 +87,8 @@ class Timings:
 
 def tokenize_floor(examples: datasets.Dataset, tokenizer, max_length: int, doc_stride: int) -> int:
     """The tokenizer alone, in map's batches; returns the number of features."""
-    questions, contexts = column_list(examples, "question"), column_list(examples, "context")
+    questions = read_column(examples, "question", "examples")
+    contexts = read_column(examples, "context", "examples")
     features = 0
     for i in range(0, len(questions), BATCH_SIZE):
         encoded = tokenizer(questions[i:i + BATCH_SIZE], contexts[i:i + BATCH_SIZE],
@@ -180,10 +181,6 @@ def double_loop_postprocess(example_ids, contexts, feature_example_ids, offset_m
                                    "score": float(best[0]["score"]) if best else None,
                                    "n_best": n_best_json}
     return predictions
-
-
-def column_list(dataset: datasets.Dataset, name: str) -> list:
-    return dataset.with_format("arrow")[name].to_pylist()
 
 
 class RowOffsets:
@@ -282,8 +279,8 @@ def main() -> None:
         start = rng.standard_normal((num_features, width), dtype=np.float32)
         end = rng.standard_normal((num_features, width), dtype=np.float32)
         warm = examples.select(range(min(n, 50)))
-        warm_ids = set(column_list(warm, "id"))
-        warm_rows = [i for i, e in enumerate(column_list(val_features, "example_id"))
+        warm_ids = set(read_column(warm, "id", "warm"))
+        warm_rows = [i for i, e in enumerate(read_column(val_features, "example_id", "val_features"))
                      if e in warm_ids]
         postprocess_predictions(warm, val_features.select(warm_rows), start[warm_rows],
                                 end[warm_rows])
@@ -291,9 +288,9 @@ def main() -> None:
         # the row one reads the features as utils_qa does: iterate the rows, then one row
         # per feature
         # (`dataset[name]` is a lazy Column in datasets >= 4: read whole columns instead)
-        cols = (column_list(examples, "id"), column_list(examples, "context"),
-                column_list(val_features, "example_id"),
-                column_list(val_features, "offset_mapping"))
+        cols = (read_column(examples, "id", "examples"), read_column(examples, "context", "examples"),
+                read_column(val_features, "example_id", "val_features"),
+                read_column(val_features, "offset_mapping", "val_features"))
         for _ in range(args.repeats):
             timings("ours", lambda: postprocess_predictions(examples, val_features, start, end))
             timings("lists", lambda: double_loop_postprocess(*cols, start, end))

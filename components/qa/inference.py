@@ -22,7 +22,7 @@ import numpy as np
 
 from components.qa.errors import InvalidInputError
 from components.qa.metrics import compute_squad_metrics
-from components.qa.postprocess import format_predictions, postprocess_predictions
+from components.qa.postprocess import format_predictions, postprocess_predictions, read_column
 
 MODEL_COLUMNS = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -151,8 +151,8 @@ def iter_example_chunks(examples, features, chunk_examples: int = 2000
     if chunk_examples < 1:
         raise InvalidInputError(f"chunk_examples={chunk_examples} must be >= 1",
                                 fix="Use e.g. 2000.", field="chunk_examples")
-    example_ids = _column(examples, "id", "examples")
-    feature_example_ids = _column(features, "example_id", "features")
+    example_ids = read_column(examples, "id", "examples")
+    feature_example_ids = read_column(features, "example_id", "features")
     index = {example_id: i for i, example_id in enumerate(example_ids)}
     example_of_feature = np.fromiter((index.get(e, -1) for e in feature_example_ids),
                                      dtype=np.int64, count=len(feature_example_ids))
@@ -194,7 +194,7 @@ def evaluate_qa_model(model, examples, features, batch_size: int = 128, n_best: 
         `eval_runtime` (s) and `eval_features_per_second`; the predictions of
         `postprocess_predictions`, by example id.
     """
-    answers = _column(examples, "answers", "examples")
+    answers = read_column(examples, "answers", "examples")
     if version_2_with_negative is None:
         version_2_with_negative = any(not a["text"] for a in answers)
     started = time.perf_counter()
@@ -210,7 +210,7 @@ def evaluate_qa_model(model, examples, features, batch_size: int = 128, n_best: 
         num_features += len(start_logits)
     runtime = time.perf_counter() - started
     references = [{"id": i, "answers": a}
-                  for i, a in zip(_column(examples, "id", "examples"), answers)]
+                  for i, a in zip(read_column(examples, "id", "examples"), answers)]
     metrics = compute_squad_metrics(
         format_predictions(predictions, version_2_with_negative), references,
         version_2_with_negative=version_2_with_negative,
@@ -225,27 +225,10 @@ def evaluate_qa_model(model, examples, features, batch_size: int = 128, n_best: 
 # helpers
 
 
-def _column(table, name: str, what: str) -> list:
-    if isinstance(table, Mapping):
-        present = list(table.keys())
-    elif hasattr(table, "column_names"):
-        present = table.column_names
-    else:
-        raise TypeError(f"{what} must be a datasets.Dataset or a dict of columns, "
-                        f"not {type(table).__name__}")
-    if name not in present:
-        raise InvalidInputError(f"{what} have no {name!r} column (they have {sorted(present)})",
-                                fix="Pass SQuAD examples and the features that "
-                                    "prepare_validation_features built from them.",
-                                field=name)
-    column = table[name] if isinstance(table, Mapping) else table.with_format(None)[name]
-    return column if isinstance(column, list) else list(column)
-
-
 def _model_columns(features) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     present = features.keys() if isinstance(features, Mapping) else features.column_names
     if "input_ids" not in present:
-        _column(features, "input_ids", "features")  # raises the usual error
+        read_column(features, "input_ids", "features")  # raises the usual error
     return {name: _ragged(features, name) for name in MODEL_COLUMNS if name in present}
 
 

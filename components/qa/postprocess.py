@@ -395,6 +395,11 @@ def _to_list(column: Any) -> list:
     return column.to_pylist() if isinstance(column, (pa.Array, pa.ChunkedArray)) else list(column)
 
 
+def read_column(table: Any, name: str, what: str) -> list:
+    """One column as a Python list, from a dict of columns or a `datasets.Dataset` (via Arrow)."""
+    return _to_list(_table_columns(table, (name,), (), what)[0])
+
+
 def _example_columns(examples: Any) -> tuple[list[str], list[str]]:
     ids, contexts = _table_columns(examples, ("id", "context"), (), "examples")
     ids, contexts = _to_list(ids), _to_list(contexts)
