@@ -23,6 +23,11 @@ pick context tokens.
 
 Features keep their true length (the collator pads each batch); pass
 `pad_to_max_length=True` for benchmarks and fixed-shape hardware.
+
+`as_arrow` turns either function's columns into a typed Arrow table, which
+`datasets.map` writes as it is instead of inferring (and, for the nested
+`offset_mapping`, walking) every value: `components.featurize.map_features`
+does this, with the same column types `datasets` would infer.
 """
 
 from __future__ import annotations
@@ -30,11 +35,20 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import Any
 
+import pyarrow as pa
+
 from components.qa.answers import check_answers
 from components.qa.errors import InvalidInputError
 
 REQUIRED_COLUMNS = {"train": ("id", "question", "context", "answers"),
                     "validation": ("id", "question", "context")}
+# the types `datasets` infers for these columns (its int8/int32 optimisation included)
+ARROW_TYPES = {
+    "input_ids": pa.list_(pa.int32()), "token_type_ids": pa.list_(pa.int8()),
+    "attention_mask": pa.list_(pa.int8()), "start_positions": pa.int64(),
+    "end_positions": pa.int64(), "example_id": pa.string(), "cls_index": pa.int64(),
+    "offset_mapping": pa.list_(pa.list_(pa.int64())),
+}
 
 
 def _check_columns(examples: dict[str, list], split: str) -> None:
@@ -131,6 +145,13 @@ def _cls_index(input_ids: list[int], cls_token_id: int | None) -> int:
     return input_ids.index(cls_token_id) if cls_token_id in input_ids else 0
 
 
+def as_arrow(features: dict[str, list]) -> pa.Table:
+    """The columns of either feature function as an Arrow table of `ARROW_TYPES`
+    (the type of any other column, e.g. a tokenizer's `special_tokens_mask`, is inferred)."""
+    return pa.table({name: pa.array(column, type=ARROW_TYPES.get(name))
+                     for name, column in features.items()})
+
+
 def answer_token_span(offsets: list, context_start: int, context_end: int,
                       start_char: int, end_char: int) -> tuple[int, int] | None:
     """First and last token covering context[start_char:end_char], or None if the
@@ -158,8 +179,9 @@ def prepare_train_features(examples: dict[str, list], tokenizer, max_length: int
     sample_map = encoded.pop("overflow_to_sample_mapping")
     offset_mapping = encoded.pop("offset_mapping")
     start_positions, end_positions = [], []
+    cls_token_id = tokenizer.cls_token_id  # a property lookup: once, not per window
     for i, (offsets, sample) in enumerate(zip(offset_mapping, sample_map)):
-        cls_index = _cls_index(encoded["input_ids"][i], tokenizer.cls_token_id)
+        cls_index = _cls_index(encoded["input_ids"][i], cls_token_id)
         answers = examples["answers"][sample]
         span = None
         if answers["text"]:
@@ -186,9 +208,10 @@ def prepare_validation_features(examples: dict[str, list], tokenizer, max_length
     offset_mapping = encoded.pop("offset_mapping")
     ids = examples["id"]
     example_ids, cls_indexes, context_offsets = [], [], []
+    cls_token_id = tokenizer.cls_token_id
     for i, (offsets, sample) in enumerate(zip(offset_mapping, sample_map)):
         example_ids.append(ids[sample])
-        cls_indexes.append(_cls_index(encoded["input_ids"][i], tokenizer.cls_token_id))
+        cls_indexes.append(_cls_index(encoded["input_ids"][i], cls_token_id))
         start, end = _context_span(encoded.sequence_ids(i), context_id)
         context_offsets.append([None] * start + offsets[start:end + 1] + [None] * (len(offsets) - end - 1))
     features: dict[str, Any] = dict(encoded)

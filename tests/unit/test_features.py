@@ -194,3 +194,22 @@ def test_answer_start_policies(tokenizer):
     assert dropped["id"] == ["ok"] and report.dropped == 2
     features = prepare_train_features(batch, tokenizer, answer_policy="repair")
     assert len(features["input_ids"]) == 2
+
+
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_map_features_writes_what_datasets_would_infer(dev_v1_rows, tokenizer, split):
+    """map_features hands datasets a typed Arrow table: same schema and values as letting
+    datasets infer the plain builder's lists (None offsets included)."""
+    import datasets
+
+    from components.featurize import BUILDERS, map_features
+
+    examples = datasets.Dataset.from_list(dev_v1_rows[:300])
+    kwargs = {"tokenizer": tokenizer, "max_length": 128, "doc_stride": 48}
+    inferred = examples.map(BUILDERS[split], batched=True, batch_size=100, fn_kwargs=kwargs,
+                            remove_columns=examples.column_names)
+    typed = map_features(examples, tokenizer, split, 128, 48, batch_size=100)
+    assert typed.features == inferred.features
+    assert typed.data.schema == inferred.data.schema
+    assert typed.to_dict() == inferred.to_dict()
+    assert len(typed) > 300  # windows, not examples
