@@ -296,19 +296,17 @@ def _predictions(example_ids: list[str], contexts: list[str], example: np.ndarra
         # the null answer goes after the spans scoring at least as much
         null_at = np.bincount(example, weights=score >= null_score[example],
                               minlength=num_examples).astype(int).tolist()
-    lo, hi = char_start.tolist(), char_end.tolist()
+    lo, hi, scores = char_start.tolist(), char_end.tolist(), score.tolist()
     probability = (weight / total[example]).tolist()
     best_scores = best_score.tolist()
     null_scores = null_score.tolist() if null_score is not None else None
     predictions: dict[str, dict[str, Any]] = {}
-    texts = [contexts[e][a:b] for e, a, b in zip(example.tolist(), lo, hi)]
-    entries = [{"text": t, "score": s, "probability": p}
-               for t, s, p in zip(texts, score.tolist(), probability)]
-    for e, (example_id, a, b) in enumerate(zip(example_ids, bounds[:-1].tolist(),
-                                               bounds[1:].tolist())):
-        n_best = entries[a:b]
+    for e, (example_id, context, a, b) in enumerate(zip(example_ids, contexts, bounds[:-1].tolist(),
+                                                        bounds[1:].tolist())):
+        n_best = [{"text": context[x:y], "score": s, "probability": p}
+                  for x, y, s, p in zip(lo[a:b], hi[a:b], scores[a:b], probability[a:b])]
         span_score = best_scores[e]
-        prediction = {"text": texts[a] if a < b else "", "score": span_score,
+        prediction = {"text": n_best[0]["text"] if n_best else "", "score": span_score,
                       "start": lo[a] if a < b else None, "end": hi[a] if a < b else None,
                       "n_best": n_best}
         if null_score is not None:
