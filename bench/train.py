@@ -1,6 +1,6 @@
 """Training and evaluation speed of the fast path against the padded baseline, and their F1.
 
-    python bench/train.py                  # CPU speed, MiniLM: ~10 min on 2 cores
+    python bench/train.py                  # CPU speed, MiniLM: ~10 min on 2 quiet cores
     python bench/train.py --quality        # + F1 of both paths after the same steps: ~30 min more
     python bench/train.py --quality-only --quality-paths fast --quality-seeds 1,2  # seed spread
     python bench/train.py --gpu            # one H100: bert-base shapes, SQuAD-sized data
