@@ -10,7 +10,8 @@ from transformers import AutoTokenizer
 
 from components.artifacts import published
 from components.qa.errors import InvalidInputError
-from components.qa.features import as_arrow, prepare_train_features, prepare_validation_features
+from components.qa.features import (REQUIRED_COLUMNS, as_arrow, prepare_train_features,
+                                    prepare_validation_features, validation_features_table)
 from components.qa.squad_io import fingerprint
 
 BUILDERS = {"train": prepare_train_features, "validation": prepare_validation_features}
@@ -18,21 +19,27 @@ BUILDERS = {"train": prepare_train_features, "validation": prepare_validation_fe
 
 def arrow_features(examples: dict[str, list], split: str, **kwargs) -> pa.Table:
     """The feature builder of `split`, returning a typed Arrow table (`as_arrow`)."""
-    return as_arrow(BUILDERS[split](examples, **kwargs))
+    if split == "validation":
+        return validation_features_table(examples, **kwargs)
+    return as_arrow(prepare_train_features(examples, **kwargs))
 
 
 def map_features(examples: datasets.Dataset, tokenizer, split: str, max_length: int,
                  doc_stride: int, **map_kwargs) -> datasets.Dataset:
     """`examples.map` with the feature builder of `split`.
 
-    The builder returns a typed Arrow table, which `datasets` writes as they are: left
+    The builder returns a typed Arrow table, which `datasets` writes as it is: left
     to infer the types itself, it walks every nested offset in Python (a fifth of the
-    time of validation features). The fingerprint is given explicitly: otherwise
+    time of validation features). Columns the builder does not read (a title, and the
+    answers of validation examples) are not decoded into Python at all. The fingerprint is given explicitly: otherwise
     `datasets` pickles and hashes the tokenizer on every call, which costs as much as
     tokenizing a few thousand examples.
     """
     key = "|".join(map(str, (examples._fingerprint, split, tokenizer.name_or_path, len(tokenizer),
                              tokenizer.padding_side, max_length, doc_stride)))
+    # only the columns the builder reads reach Python (a missing one: the builder says so)
+    examples = examples.select_columns([c for c in REQUIRED_COLUMNS[split]
+                                        if c in examples.column_names])
     return examples.map(
         arrow_features, batched=True, remove_columns=examples.column_names,
         fn_kwargs={"split": split, "tokenizer": tokenizer, "max_length": max_length,

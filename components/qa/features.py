@@ -26,15 +26,19 @@ Features keep their true length (the collator pads each batch); pass
 
 `as_arrow` turns either function's columns into a typed Arrow table, which
 `datasets.map` writes as it is instead of inferring (and, for the nested
-`offset_mapping`, walking) every value: `components.featurize.map_features`
-does this, with the same column types `datasets` would infer.
+`offset_mapping`, walking) every value; `validation_features_table` builds that
+table for validation features without the per-token lists at all.
+`components.featurize.map_features` uses both, with the column types `datasets`
+would infer.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import chain
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from components.qa.answers import check_answers
@@ -49,6 +53,7 @@ ARROW_TYPES = {
     "end_positions": pa.int64(), "example_id": pa.string(), "cls_index": pa.int64(),
     "offset_mapping": pa.list_(pa.list_(pa.int64())),
 }
+TOKEN_COLUMNS = ("input_ids", "token_type_ids", "attention_mask")  # one int per token
 
 
 def _check_columns(examples: dict[str, list], split: str) -> None:
@@ -148,8 +153,20 @@ def _cls_index(input_ids: list[int], cls_token_id: int | None) -> int:
 def as_arrow(features: dict[str, list]) -> pa.Table:
     """The columns of either feature function as an Arrow table of `ARROW_TYPES`
     (the type of any other column, e.g. a tokenizer's `special_tokens_mask`, is inferred)."""
-    return pa.table({name: pa.array(column, type=ARROW_TYPES.get(name))
+    return pa.table({name: _int_lists(column, ARROW_TYPES[name]) if name in TOKEN_COLUMNS
+                     else pa.array(column, type=ARROW_TYPES.get(name))
                      for name, column in features.items()})
+
+
+def _int_lists(rows: list, list_type: pa.ListType) -> pa.ListArray:
+    """Rows of ints as an Arrow list array through one flat numpy buffer: a third faster
+    than `pa.array`, which checks the Python type of every value."""
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    offsets[1:] = np.cumsum(lengths)
+    values = np.fromiter(chain.from_iterable(rows), dtype=list_type.value_type.to_pandas_dtype(),
+                         count=int(offsets[-1]))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
 def answer_token_span(offsets: list, context_start: int, context_end: int,
@@ -202,20 +219,54 @@ def prepare_validation_features(examples: dict[str, list], tokenizer, max_length
                                 doc_stride: int = 128,
                                 pad_to_max_length: bool = False) -> dict[str, list]:
     """Tokenize a batch of SQuAD examples into windows that post-processing maps back."""
+    features, offset_mapping, spans = _validation_windows(examples, tokenizer, max_length,
+                                                          doc_stride, pad_to_max_length)
+    features["offset_mapping"] = [
+        [None] * start + offsets[start:end + 1] + [None] * (len(offsets) - end - 1)
+        for offsets, (start, end) in zip(offset_mapping, spans)]
+    return features
+
+
+def validation_features_table(examples: dict[str, list], tokenizer, max_length: int = 384,
+                              doc_stride: int = 128, pad_to_max_length: bool = False) -> pa.Table:
+    """`prepare_validation_features` as the typed Arrow table `as_arrow` would make of it,
+    with `offset_mapping` built from flat numpy buffers and a validity mask instead of
+    per-token Python lists and Nones (half the cost of that column)."""
+    features, offset_mapping, spans = _validation_windows(examples, tokenizer, max_length,
+                                                          doc_stride, pad_to_max_length)
+    return as_arrow(features).append_column("offset_mapping",
+                                            _context_offsets(offset_mapping, spans))
+
+
+def _validation_windows(examples: dict[str, list], tokenizer, max_length: int, doc_stride: int,
+                        pad_to_max_length: bool) -> tuple[dict[str, list], list, list]:
+    """The validation columns but `offset_mapping`; the tokenizer's offsets of every
+    window; each window's (first, last) context token."""
     _check_columns(examples, "validation")
     encoded, context_id = _tokenize(examples, tokenizer, max_length, doc_stride, pad_to_max_length)
     sample_map = encoded.pop("overflow_to_sample_mapping")
     offset_mapping = encoded.pop("offset_mapping")
-    ids = examples["id"]
-    example_ids, cls_indexes, context_offsets = [], [], []
-    cls_token_id = tokenizer.cls_token_id
-    for i, (offsets, sample) in enumerate(zip(offset_mapping, sample_map)):
-        example_ids.append(ids[sample])
-        cls_indexes.append(_cls_index(encoded["input_ids"][i], cls_token_id))
-        start, end = _context_span(encoded.sequence_ids(i), context_id)
-        context_offsets.append([None] * start + offsets[start:end + 1] + [None] * (len(offsets) - end - 1))
+    spans = [_context_span(encoded.sequence_ids(i), context_id) for i in range(len(sample_map))]
     features: dict[str, Any] = dict(encoded)
-    features["example_id"] = example_ids
-    features["cls_index"] = cls_indexes
-    features["offset_mapping"] = context_offsets
-    return features
+    ids = examples["id"]
+    cls_token_id = tokenizer.cls_token_id  # a property lookup: once, not per window
+    features["example_id"] = [ids[sample] for sample in sample_map]
+    features["cls_index"] = [_cls_index(row, cls_token_id) for row in features["input_ids"]]
+    return features, offset_mapping, spans
+
+
+def _context_offsets(offset_mapping: list, spans: list) -> pa.ListArray:
+    """The `offset_mapping` column as Arrow: per token a [start, end] pair, null outside
+    the window's context span (its two slots keep the tokenizer's values, unread)."""
+    lengths = np.fromiter(map(len, offset_mapping), dtype=np.int64, count=len(offset_mapping))
+    rows = np.zeros(len(lengths) + 1, dtype=np.int64)
+    rows[1:] = np.cumsum(lengths)  # (F + 1,) first token of each window
+    pairs = np.fromiter(chain.from_iterable(chain.from_iterable(offset_mapping)),
+                        dtype=np.int64, count=2 * int(rows[-1]))
+    first, last = (np.fromiter((span[i] for span in spans), dtype=np.int64, count=len(spans))
+                   for i in (0, 1))
+    position = np.arange(rows[-1]) - np.repeat(rows[:-1], lengths)  # token index in its window
+    outside = (position < np.repeat(first, lengths)) | (position > np.repeat(last, lengths))
+    tokens = pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * rows[-1] + 1, 2, dtype=np.int32)),
+                                      pa.array(pairs), mask=pa.array(outside))
+    return pa.ListArray.from_arrays(pa.array(rows.astype(np.int32)), tokens)

@@ -41,7 +41,9 @@ per chunk of examples together with exactly their features (the evaluate step do
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import gc
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -148,9 +150,10 @@ def postprocess_predictions(
     order, example = order[rank < n_best], example[rank < n_best]
     feature, score = feature[order], score[order]
     char_start, char_end = feats.span_chars(feature, tok_start[order], tok_end[order])
-    return _predictions(example_ids, contexts, example, score, char_start, char_end,
-                        null_score if version_2_with_negative else None,
-                        null_score_diff_threshold)
+    with _collector_paused():
+        return _predictions(example_ids, contexts, example, score, char_start, char_end,
+                            null_score if version_2_with_negative else None,
+                            null_score_diff_threshold)
 
 
 def format_predictions(predictions: dict[str, dict[str, Any]],
@@ -273,6 +276,20 @@ def _example_order(example: np.ndarray, score: np.ndarray,
     # their blocks are contiguous and stay in place: sort within them
     order[several] = several[np.lexsort((-score[several], example[several]))]
     return order
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while the output is built: some 20 small dicts
+    an example, none in a reference cycle, which it would otherwise rescan every few
+    hundred allocations (about a tenth of the time on SQuAD dev)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _predictions(example_ids: list[str], contexts: list[str], example: np.ndarray,
@@ -477,22 +494,24 @@ def _feature_to_example(example_ids: list[str], feature_example_ids: list[str]) 
 def _top_k(values: np.ndarray, k: int, exact=None) -> np.ndarray:
     """(rows, k) column indices of the k largest values per row, ascending by column.
 
-    Where a value equal to the k-th largest was left out, the row is settled by a stable
-    sort of `exact(rows)` (default: the same values), so ties keep the smaller columns
-    whatever argpartition's internal order.
+    A value partition finds each row's k-th largest (numpy partitions values with SIMD,
+    about 3x faster than `argpartition`), and the columns at or above it, read off in
+    row-major order, come out ascending with no sort. Rows where more than k values
+    reach it (a tie at the cut, or a row with fewer than k finite values) are settled by
+    a stable sort of `exact(rows)` (default: the same values), so ties keep the smaller
+    columns.
     """
     rows, cols = values.shape
     if k >= cols:
         return np.broadcast_to(np.arange(cols), (rows, cols)).copy()
-    # partition the negated values at k: the k largest come first, then the (k+1)-th
-    # (negated, the many -inf of masked rows sit at the far end, which suits introselect)
-    part = np.argpartition(-values, k, axis=1)
-    top = part[:, :k]
-    kth = np.take_along_axis(values, top, axis=1).min(axis=1)  # the k-th largest
-    next_ = np.take_along_axis(values, part[:, k:k + 1], axis=1)[:, 0]
-    tied = np.flatnonzero((next_ == kth) & (kth > -np.inf))
+    kth = np.partition(values, cols - k, axis=1)[:, cols - k]  # (rows,) the k-th largest
+    keep = values >= kth[:, None]
+    counts = np.count_nonzero(keep, axis=1)
+    tied = np.flatnonzero(counts != k)
+    keep[tied] = False
+    keep[tied, :k] = True  # placeholders, so that every row yields k columns
+    top = np.flatnonzero(keep).reshape(rows, k) - (np.arange(rows) * cols)[:, None]
     if len(tied):
         settled = values[tied] if exact is None else exact(tied)
-        top[tied] = np.argsort(-settled, axis=1, kind="stable")[:, :k]
-    top.sort(axis=1)
+        top[tied] = np.sort(np.argsort(-settled, axis=1, kind="stable")[:, :k], axis=1)
     return top
