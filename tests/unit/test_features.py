@@ -213,3 +213,34 @@ def test_map_features_writes_what_datasets_would_infer(dev_v1_rows, tokenizer, s
     assert typed.data.schema == inferred.data.schema
     assert typed.to_dict() == inferred.to_dict()
     assert len(typed) > 300  # windows, not examples
+
+
+@pytest.mark.parametrize("padding_side, pad", [("right", False), ("right", True), ("left", True)])
+def test_validation_table_equals_the_list_builder(dev_v1_rows, minilm_path, padding_side, pad):
+    """The Arrow table built from flat buffers holds what the list builder returns, for
+    every layout: long contexts (several windows), a left-padding tokenizer, fixed-length
+    padding (context offsets null around the padding) and an empty batch."""
+    from transformers import AutoTokenizer
+
+    from components.qa.features import as_arrow, validation_features_table
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path, padding_side=padding_side)
+    batch = columns(dev_v1_rows[:40])
+    kwargs = {"max_length": 96, "doc_stride": 32, "pad_to_max_length": pad}
+    table = validation_features_table(batch, tokenizer, **kwargs)
+    lists = prepare_validation_features(batch, tokenizer, **kwargs)
+    assert len(table) > 40  # several windows per example
+    assert table.schema == as_arrow(lists).schema
+    offsets = [[None if o is None else list(o) for o in row] for row in lists["offset_mapping"]]
+    assert table.to_pydict() == dict(lists, offset_mapping=offsets)
+    empty = validation_features_table({"id": [], "question": [], "context": []}, tokenizer,
+                                      **kwargs)
+    assert len(empty) == 0 and empty.schema == table.schema
+
+
+def test_an_empty_batch_gives_empty_columns(tokenizer):
+    empty = {"id": [], "question": [], "context": [], "answers": []}
+    train = prepare_train_features(empty, tokenizer)
+    assert train == {"input_ids": [], "token_type_ids": [], "attention_mask": [],
+                     "start_positions": [], "end_positions": []}
+    assert prepare_validation_features(empty, tokenizer)["offset_mapping"] == []
