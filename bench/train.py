@@ -5,6 +5,7 @@
     python bench/train.py --quality-only --quality-paths fast --quality-seeds 1,2  # seed spread
     python bench/train.py --gpu            # one H100: bert-base shapes, SQuAD-sized data
     python bench/train.py --gpu-smoke      # the --gpu code path with a tiny model, on the CPU
+    bench/gpu_kit.sh                       # packs .gpu-kit/ for a GPU machine without network
 
 Fast path: `TrainConfig()` (dynamic padding to a multiple of 8, length-grouped batches,
 bf16 on GPUs that have it) and `predict_logits` (features sorted by length, each batch
@@ -312,7 +313,8 @@ def gpu(args, smoke: bool) -> None:
     """bert-base shapes on SQuAD-sized data; --gpu-smoke: the same code with a tiny model."""
     from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())  # the bert-base-uncased vocabulary
+    # the bert-base-uncased vocabulary (--tokenizer: a folder of tokenizer files, bench/gpu_kit.sh)
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or minilm_path())
     rows = parse_squad_json(args.data.read_text(encoding="utf-8"), str(args.data))
     _, dev_features = featurize(rows, tokenizer, "validation", 384, 128)
     lengths = real_lengths(dev_features)
@@ -409,6 +411,8 @@ def main() -> None:
     parser.add_argument("--gpu-steps", type=int, default=0,
                         help="measure this many steps and extrapolate (default: 2 epochs)")
     parser.add_argument("--gpu-baseline-steps", type=int, default=300)
+    parser.add_argument("--tokenizer", default=None,
+                        help="--gpu: tokenizer folder (default: the MiniLM package's)")
     parser.add_argument("--peak-tflops", type=float, default=989.0,
                         help="dense bf16 peak (989: H100 SXM)")
     args = parser.parse_args()

@@ -322,6 +322,7 @@ def build_trainer(model, tokenizer, train_features, output_dir: str, config: Tra
         if logging_dir:
             tensorboard.logging_dir = logging_dir  # else output_dir/runs/<date>_<host>
         callbacks.append(tensorboard)
+    callbacks.append(_LogLastStep())  # after any callback that stops training
     if config.gradient_checkpointing:
         model.config.use_cache = False
     return Trainer(
@@ -407,6 +408,19 @@ def train_qa_model(model_name_or_path, train_features, output_dir: str, config: 
         "num_train_features": len(trainer.train_dataset),
         "num_train_tokens": int(tokens),
     }
+
+
+class _LogLastStep(TrainerCallback):
+    """Log at the step that ends training (the last one, or a preemption's).
+
+    The Trainer averages the loss over all ranks only when it logs; the steps after the
+    last log would enter `train_loss` with rank 0's loss alone, so under torchrun it
+    would differ from a single process's.
+    """
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_training_stop:
+            control.should_log = True
 
 
 class _TokenCounter(TrainerCallback):

@@ -31,6 +31,8 @@ def test_two_ranks_under_torchrun_train_like_one_process(tmp_path, tiny):
     two = launch(2, features, base, str(tmp_path / "two"), config(4))
     assert two["global_step"] == one["global_step"] == TINY["max_steps"]
     assert two["num_train_tokens"] == one["num_train_tokens"]
+    # the mean loss over the run averages all ranks, not rank 0's half of each batch
+    assert two["train_loss"] == pytest.approx(one["train_loss"], abs=LOSS_TOLERANCE)
     assert json.loads((tmp_path / "two" / METRICS_FILE).read_text())["global_step"] == TINY["max_steps"]
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == \
         sorted(p.name for p in (tmp_path / "one").iterdir())  # one model, the same layout
