@@ -31,9 +31,9 @@ def map_features(examples: datasets.Dataset, tokenizer, split: str, max_length: 
     The builder returns a typed Arrow table, which `datasets` writes as it is: left
     to infer the types itself, it walks every nested offset in Python (a fifth of the
     time of validation features). Columns the builder does not read (a title, and the
-    answers of validation examples) are not decoded into Python at all. The fingerprint is given explicitly: otherwise
-    `datasets` pickles and hashes the tokenizer on every call, which costs as much as
-    tokenizing a few thousand examples.
+    answers of validation examples) are never decoded into Python. The fingerprint is
+    given explicitly: otherwise `datasets` pickles and hashes the tokenizer on every
+    call, which costs as much as tokenizing a few thousand examples.
     """
     key = "|".join(map(str, (examples._fingerprint, split, tokenizer.name_or_path, len(tokenizer),
                              tokenizer.padding_side, max_length, doc_stride)))

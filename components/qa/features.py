@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from transformers import BatchEncoding
 
 from components.qa.answers import check_answers
 from components.qa.errors import InvalidInputError
@@ -128,8 +127,8 @@ def _tokenize(examples: dict[str, list], tokenizer, max_length: int, doc_stride:
     pad_on_right = tokenizer.padding_side == "right"
     context_id = 1 if pad_on_right else 0
     if not questions:  # the tokenizer itself fails on an empty batch
-        return BatchEncoding({name: [] for name in (*tokenizer.model_input_names, "offset_mapping",
-                                                    "overflow_to_sample_mapping")}), context_id
+        return {name: [] for name in (*tokenizer.model_input_names, "offset_mapping",
+                                      "overflow_to_sample_mapping")}, context_id
     first, second = (questions, examples["context"]) if pad_on_right else (examples["context"], questions)
     encoded = tokenizer(
         first, second,
