@@ -11,10 +11,8 @@ from transformers import AutoTokenizer
 from components.artifacts import published
 from components.qa.errors import InvalidInputError
 from components.qa.features import (REQUIRED_COLUMNS, as_arrow, prepare_train_features,
-                                    prepare_validation_features, validation_features_table)
+                                    validation_features_table)
 from components.qa.squad_io import fingerprint
-
-BUILDERS = {"train": prepare_train_features, "validation": prepare_validation_features}
 
 
 def arrow_features(examples: dict[str, list], split: str, **kwargs) -> pa.Table:

@@ -202,11 +202,12 @@ def test_map_features_writes_what_datasets_would_infer(dev_v1_rows, tokenizer, s
     datasets infer the plain builder's lists (None offsets included)."""
     import datasets
 
-    from components.featurize import BUILDERS, map_features
+    from components.featurize import map_features
 
+    builder = {"train": prepare_train_features, "validation": prepare_validation_features}[split]
     examples = datasets.Dataset.from_list(dev_v1_rows[:300])
     kwargs = {"tokenizer": tokenizer, "max_length": 128, "doc_stride": 48}
-    inferred = examples.map(BUILDERS[split], batched=True, batch_size=100, fn_kwargs=kwargs,
+    inferred = examples.map(builder, batched=True, batch_size=100, fn_kwargs=kwargs,
                             remove_columns=examples.column_names)
     typed = map_features(examples, tokenizer, split, 128, 48, batch_size=100)
     assert typed.features == inferred.features
