@@ -27,7 +27,6 @@ Timings are the best of `--repeats` interleaved runs, after one small warm-up ca
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -48,7 +47,8 @@ import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 
 from components.featurize import map_features  # noqa: E402
-from components.qa.postprocess import postprocess_predictions, read_column  # noqa: E402
+from components.qa.postprocess import (_collector_paused, postprocess_predictions,  # noqa: E402
+                                      read_column)
 from components.qa.squad_io import load_split  # noqa: E402
 
 BATCH_SIZE = 1000  # datasets.map's default batch size, used for the floor too
@@ -191,15 +191,12 @@ def build_output(entries, contexts):
     bounds the speed-up any of them can show. The cyclic collector is paused, as
     postprocess_predictions pauses it, so that this is the cheapest way to build them."""
     predictions = {}
-    gc.disable()
-    try:
+    with _collector_paused():
         for (example_id, spans), context in zip(entries, contexts):
             n_best = [{"text": context[a:b], "score": s, "probability": p} for a, b, s, p in spans]
             a, b, s, _ = spans[0]
             predictions[example_id] = {"text": n_best[0]["text"], "score": s, "start": a,
                                        "end": b, "n_best": n_best}
-    finally:
-        gc.enable()
     return predictions
 
 
