@@ -7,7 +7,7 @@ whose message says what to do; see docs/cluster.md.
 
     export KFP_HOST=https://kubeflow.example.com/pipeline KFP_TOKEN=...   # outside the cluster
     python -m pipeline submit --profile cluster --experiment qa --wait
-    python -m pipeline schedule --experiment qa --cron "0 0 3 * * *" --max-concurrency 1
+    python -m pipeline schedule --experiment qa --cron "0 0 3 * * *" --max-concurrency 1   # or --cron @daily
     python -m pipeline compare --experiment qa --experiment qa-lr --out local_outputs/compare
 """
 
@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +28,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from components.qa.errors import InvalidInputError
 from pipeline.parameters import DEFAULTS
 from pipeline.qa_pipeline import PIPELINE_NAME
@@ -34,9 +37,13 @@ from pipeline.qa_pipeline import PIPELINE_NAME
 SA_TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"  # set by Kubeflow's PodDefault in notebooks
 DEFAULT_SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
 IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
+POD_NAMESPACE_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+DEFAULT_SERVICE_ACCOUNT = "qa-pipeline"  # manifests/: the account the pipeline's pods run as
+MAX_CONCURRENCY = 10  # the API server's limit (api_converter.go toModelJob)
+# robfig/cron v1.2.0 descriptors, which the KFP backend's cron parser accepts
+CRON_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 FINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
 METRICS = ("exact_match", "f1")
-EXCERPT_LINES = 15
 
 
 class ClusterError(InvalidInputError):
@@ -48,7 +55,7 @@ class ClusterError(InvalidInputError):
 
 # ---------------------------------------------------------------------------------------- connect
 
-def connect(host: str | None = None, token: str | None = None, namespace: str | None = None):
+def connect(host: str | None = None, token: str | None = None):
     """A `kfp.Client` for the configured KFP API, or None when none is configured (use kfp.local).
 
     Token, in order: `token`, $KFP_TOKEN, then the service-account token Kubeflow mounts in
@@ -74,8 +81,7 @@ def connect(host: str | None = None, token: str | None = None, namespace: str | 
     _check_access(host, token or (token_path.read_text().strip() if credentials else None))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later"
-        return kfp.Client(host=host, existing_token=token, credentials=credentials,
-                          namespace=namespace or "kubeflow")
+        return kfp.Client(host=host, existing_token=token, credentials=credentials)
 
 
 def _check_access(host: str, token: str | None) -> None:
@@ -87,9 +93,11 @@ def _check_access(host: str, token: str | None) -> None:
         with urllib.request.urlopen(request, timeout=15) as response:
             body = response.read()
     except urllib.error.HTTPError as e:
-        if e.code in (401, 403):
-            raise ClusterError(f"KFP at {host} rejected the token (HTTP {e.code})",
-                               fix=_TOKEN_FIX) from None
+        if e.code == 401:
+            raise ClusterError(f"KFP at {host} rejected the token (HTTP 401)", fix=_TOKEN_FIX) from None
+        if e.code == 403:
+            raise ClusterError(f"KFP at {host} refused access (HTTP 403): the gateway in front of it "
+                               "let the token in but not to the API", fix=_FORBIDDEN_FIX) from None
         raise ClusterError(f"KFP at {host} answered HTTP {e.code} on /apis/v2beta1/healthz",
                            fix=_HOST_FIX) from None
     except (urllib.error.URLError, OSError) as e:
@@ -102,15 +110,50 @@ def _check_access(host: str, token: str | None) -> None:
                            fix=_TOKEN_FIX) from None
 
 
+def resolve_namespace(client, namespace: str | None = None) -> str | None:
+    """The profile namespace to list and create in: the given one, $KFP_NAMESPACE, kfp's
+    context (`kfp.Client.set_user_namespace`), then this pod's own namespace (a Kubeflow
+    notebook runs in its profile's namespace). None: a single-user install needs none."""
+    found = namespace or os.environ.get("KFP_NAMESPACE") or (client.get_user_namespace() if client else "")
+    if not found and Path(POD_NAMESPACE_PATH).is_file():
+        found = Path(POD_NAMESPACE_PATH).read_text().strip()
+    return found or None
+
+
+def check_registry(params: dict[str, Any]) -> None:
+    """Refuse a cluster run whose registration would die with its pod, before any server call.
+
+    The register step writes where registry_uri points; anything but the Model Registry
+    service would be the step's scratch disk on a cluster (docs/cluster.md, "Registration").
+    """
+    from components.registry import IN_CLUSTER_URI
+
+    uri = str(params.get("registry_uri") or "")
+    if not uri.startswith(("http://", "https://")):
+        raise ClusterError(
+            f"registry_uri={uri!r}: on a cluster the register step would write the record to its pod's "
+            "scratch disk, and it would vanish with the pod",
+            fix=f"Set registry_uri to the Model Registry service, e.g. --set registry_uri={IN_CLUSTER_URI} "
+                "(Kubeflow's in-cluster service), or your registry's http(s) URL.")
+
+
 _TOKEN_FIX = ("Set KFP_TOKEN to a valid token for your profile (outside the cluster), or run inside a "
               "Kubeflow notebook whose PodDefault mounts the pipelines token.")
+_FORBIDDEN_FIX = ("The token is valid, but your user may not do this in that namespace (Kubernetes RBAC of "
+                  "the profile). Pass --namespace <your profile namespace> (or set KFP_NAMESPACE), or ask "
+                  "the profile's owner to add you as a contributor.")
 _HOST_FIX = ("Set KFP_HOST (or --host) to the KFP API, e.g. http://localhost:8888 after "
              "`kubectl port-forward -n kubeflow svc/ml-pipeline 8888`, or https://<kubeflow>/pipeline.")
 
 
 @contextlib.contextmanager
 def api_errors(action: str) -> Iterator[None]:
-    """Turn KFP API exceptions into ClusterErrors that say what to do."""
+    """Turn KFP API exceptions into ClusterErrors that say what to do.
+
+    401: the token (authentication). 403: RBAC on the namespace (the server's
+    SubjectAccessReview said no). A multi-user server answers 400 to a request with no
+    namespace ("cannot have an empty namespace in multi-user mode").
+    """
     import kfp_server_api
     import urllib3
 
@@ -118,9 +161,14 @@ def api_errors(action: str) -> Iterator[None]:
         yield
     except kfp_server_api.ApiException as e:
         message = _api_message(e.body)
-        if e.status in (401, 403):
-            raise ClusterError(f"{action}: KFP rejected the token (HTTP {e.status})",
-                               fix=_TOKEN_FIX) from None
+        if e.status == 401:
+            raise ClusterError(f"{action}: KFP rejected the token (HTTP 401)", fix=_TOKEN_FIX) from None
+        if e.status == 403:
+            raise ClusterError(f"{action}: KFP denied access (HTTP 403): {message}",
+                               fix=_FORBIDDEN_FIX) from None
+        if e.status == 400 and "empty namespace" in message:
+            raise ClusterError(f"{action}: this is a multi-user KFP and no namespace was given ({message})",
+                               fix="Pass --namespace <your profile namespace> (or set KFP_NAMESPACE).") from None
         if e.status == 404:
             raise ClusterError(f"{action}: not found ({message})",
                                fix="Check the name or ID with `python -m pipeline runs`.") from None
@@ -153,20 +201,23 @@ def version_name(package_path: str | os.PathLike, name: str) -> str:
     return f"{name}-{hashlib.sha256(Path(package_path).read_bytes()).hexdigest()[:12]}"
 
 
-def upload(client, package_path: str | os.PathLike, name: str) -> Uploaded:
+def upload(client, package_path: str | os.PathLike, name: str, namespace: str | None = None) -> Uploaded:
     """Upload a compiled pipeline as `name`, or as a new version of it; the same YAML is a no-op.
 
-    A new pipeline also gets KFP's default first version (named like the pipeline); runs here
-    always use the content-named version.
+    With a namespace (multi-user installs) the pipeline is the profile's own, not a shared
+    one. A new pipeline also gets KFP's default first version (named like the pipeline);
+    runs here always use the content-named version.
     """
     version = version_name(package_path, name)
     with api_errors(f"upload pipeline {name!r}"):
-        try:
-            pipeline_id = client.get_pipeline_id(name)
-        except ValueError as e:  # "Multiple pipelines with the name"
-            raise ClusterError(str(e), fix="Delete or rename the duplicates in the KFP UI.") from None
+        found = client.list_pipelines(page_size=2, filter=_name_filter(name), namespace=namespace).pipelines
+        if found and len(found) > 1:
+            raise ClusterError(f"more than one pipeline is named {name!r}",
+                               fix="Delete or rename the duplicates in the KFP UI.")
+        pipeline_id = found[0].pipeline_id if found else None
         if pipeline_id is None:
-            pipeline_id = client.upload_pipeline(str(package_path), pipeline_name=name).pipeline_id
+            pipeline_id = client.upload_pipeline(str(package_path), pipeline_name=name,
+                                                 namespace=namespace).pipeline_id
         existing = client.list_pipeline_versions(pipeline_id, page_size=1,
                                                  filter=_name_filter(version)).pipeline_versions
         if existing:
@@ -200,23 +251,37 @@ def find_experiment(client, name: str, namespace: str | None = None) -> str:
                        fix=f"Use one of: {', '.join(known) or '(none yet)'}; `submit` creates experiments.")
 
 
-def submit(client, params: dict[str, Any], experiment_id: str, *, pipeline_id: str | None = None,
-           version_id: str | None = None, package_path: str | None = None,
-           run_name: str | None = None, enable_caching: bool = True) -> str:
-    """Start a run of an uploaded version (or of a compiled YAML); returns the run ID.
+def without_caching(package_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """A copy of a compiled YAML with caching off for every task, to upload as its own version.
 
-    enable_caching=True keeps the compiled caching options (register-model is never cached);
-    the SDK's override would switch caching on for every task. Turning caching off needs the
-    YAML: KFP applies no caching override to a run of an uploaded version.
+    KFP applies no caching override to a run of an uploaded version, and submitting the YAML
+    itself would leave the run without a pipeline version; a content-named version of this
+    copy keeps the link (`--no-cache`).
     """
-    if not enable_caching and package_path is None:
-        raise ClusterError("caching can only be switched off for a run of the compiled YAML",
-                           fix="Pass package_path (the CLI does this for --no-cache).")
-    source = ({"pipeline_package_path": str(package_path), "enable_caching": False}
-              if not enable_caching else {"pipeline_id": pipeline_id, "version_id": version_id})
+    docs = list(yaml.safe_load_all(Path(package_path).read_text(encoding="utf-8")))
+    spec = docs[0]
+    dags = [spec["root"].get("dag", {})] + [c.get("dag", {}) for c in spec.get("components", {}).values()]
+    for dag in dags:
+        for task in dag.get("tasks", {}).values():
+            task["cachingOptions"] = {**task.get("cachingOptions", {}), "enableCache": False}
+    Path(out_path).write_text(yaml.safe_dump_all(docs, sort_keys=True), encoding="utf-8")
+    return Path(out_path)
+
+
+def submit(client, params: dict[str, Any], experiment_id: str, *, pipeline_id: str,
+           version_id: str, run_name: str | None = None,
+           service_account: str = DEFAULT_SERVICE_ACCOUNT) -> str:
+    """Start a run of an uploaded version as `service_account`; returns the run ID.
+
+    The compiled caching options stand (register-model is never cached; for a run without
+    cache upload `without_caching(...)`). Refused before any call when the run would have
+    nowhere durable to register its model (`check_registry`).
+    """
+    check_registry(params)
     with api_errors("submit run"):
         run = client.run_pipeline(experiment_id, run_name or f"{PIPELINE_NAME} {time.strftime('%Y-%m-%d %H-%M-%S')}",
-                                  params=params, **source)
+                                  params=params, pipeline_id=pipeline_id, version_id=version_id,
+                                  service_account=service_account or None)
     return run.run_id
 
 
@@ -227,69 +292,93 @@ def _tasks(run) -> list:
 
 
 def step_names(run) -> list[str]:
-    """Task names as the pipeline defines them, without KFP's driver and root entries."""
-    names = [t.display_name for t in _tasks(run) if t.display_name and not t.child_tasks
-             and not t.display_name.endswith("-driver")
-             and t.display_name not in ("root", "executor", run.display_name)]
-    return list(dict.fromkeys(names))
+    """The pipeline's tasks among the run's task details, in the order they appear.
+
+    The v2beta1 task details are the Argo workflow's nodes (api_converter.go toModelTask):
+    for each pipeline task X a driver node `X-driver`, the node `X` and its `executor`
+    (`executor(N)` under a retry), plus the workflow's own node and `root`. A pipeline task
+    is a node with a `-driver` sibling; `root` is KFP's, not ours.
+    """
+    names = [t.display_name for t in _tasks(run) if t.display_name]
+    drivers = {n.removesuffix("-driver") for n in names if n.endswith("-driver")}
+    return list(dict.fromkeys(n for n in names if n in drivers and n != "root"))
+
+
+def _step_states(run) -> dict[str, str]:
+    steps = set(step_names(run))
+    return {t.display_name: str(t.state) for t in _tasks(run) if t.display_name in steps}
+
+
+def progress_line(run) -> str:
+    """`RUNNING   done: download, preprocess-train` from what the server returns."""
+    states = _step_states(run)
+    done = [n for n in step_names(run) if states.get(n) in ("SUCCEEDED", "SKIPPED")]
+    return f"{str(run.state or 'PENDING'):<9} done: {', '.join(done) or '-'}"
 
 
 def wait(client, run_id: str, timeout: float = 24 * 3600, poll: float = 15.0,
-         echo: Callable[[str], None] = print):
+         echo: Callable[[str], None] = print, namespace: str | None = None):
     """Poll a run until it ends; one line per change (state + finished tasks).
 
-    Returns the run on success; a ClusterError names the failing task and quotes its error.
+    Returns the run on success; a ClusterError names the failing task(s) otherwise.
     """
     started, last = time.monotonic(), None
     while True:
         with api_errors(f"run {run_id}"):
             run = client.get_run(run_id)
         state = str(run.state or "PENDING")
-        tasks = {t.display_name: str(t.state) for t in _tasks(run)}
-        done = [n for n in step_names(run) if tasks.get(n) in ("SUCCEEDED", "SKIPPED")]
-        line = f"{state:<9} done: {', '.join(done) or '-'}"
+        line = progress_line(run)
         if line != last:
             echo(f"[{time.monotonic() - started:6.0f} s] {line}")
             last = line
         if state == "SUCCEEDED":
             return run
         if state in FINAL_STATES:
-            raise run_failure(run)
+            raise run_failure(run, namespace)
         if time.monotonic() - started > timeout:
             raise ClusterError(f"run {run_id} is still {state} after {timeout:.0f} s",
                                fix="Wait longer (--timeout) or follow it in the KFP UI; it keeps running.")
         time.sleep(poll)
 
 
-def run_failure(run) -> ClusterError:
-    """The error for a run that did not succeed: failing task(s), pod, and the error's last lines."""
-    leaves = [t for t in _tasks(run) if str(t.state) == "FAILED" and not t.child_tasks]
-    failed = [t for t in leaves if t.display_name in step_names(run)] or leaves
-    message = next((t.error.message for t in failed if t.error and t.error.message), None) \
-        or (run.error.message if run.error else None) or "no error message recorded"
-    excerpt = "\n".join("    " + line for line in message.strip().splitlines()[-EXCERPT_LINES:])
-    names = ", ".join(t.display_name for t in failed) or "unknown task"
-    pods = " ".join(t.pod_name for t in failed if t.pod_name)
-    log = f"`kubectl logs {pods} -c main`" if pods else "the task's log in the KFP UI"
-    return ClusterError(f"run {run.run_id} {run.state}: task {names} failed",
-                        fix=f"Its error ends with:\n{excerpt}\nFix that, then submit again; full log: {log}.")
+def run_failure(run, namespace: str | None = None) -> ClusterError:
+    """The error for a run that did not succeed: the failed task(s), and where their log is.
+
+    The v2beta1 API returns no error text and no pod name for a task (`error` and `pod_name`
+    stay empty; `run.error` is set only when the server cannot convert the run), so the log
+    is found through the workflow that carries the run ID as its `pipeline/runid` label.
+    """
+    states = _step_states(run)
+    failed = [n for n in step_names(run) if states.get(n) == "FAILED"]
+    done = [n for n in step_names(run) if states.get(n) in ("SUCCEEDED", "SKIPPED")]
+    ns = f"-n {namespace} " if namespace else ""
+    server_error = f" (server: {run.error.message})" if run.error and run.error.message else ""
+    return ClusterError(
+        f"run {run.run_id} {run.state}: "
+        + (f"task {', '.join(failed)} failed" if failed else "no task reported a failure")
+        + f"; finished before it: {', '.join(done) or '-'}{server_error}",
+        fix="Read the failed task's log in the KFP UI (run details, task, Logs), or with kubectl: "
+            f"`kubectl logs {ns}-c main --prefix -l workflows.argoproj.io/workflow=$(kubectl get "
+            f"workflows {ns}-l pipeline/runid={run.run_id} -o jsonpath='{{.items[0].metadata.name}}')`; "
+            "fix the cause, then submit again.")
 
 
 # ------------------------------------------------------------------------------------ schedules
 
 def schedule(client, experiment_id: str, name: str, *, pipeline_id: str, version_id: str,
              params: dict[str, Any], cron: str | None = None, interval_s: int | None = None,
-             max_concurrency: int = 1, enabled: bool = True) -> str:
-    """Create a recurring run (cron with 6 fields, seconds first, or an interval); no catch-up.
-
-    no_catchup: after a pause only the latest missed run starts, not one per missed slot.
-    """
+             max_concurrency: int = 1, enabled: bool = True,
+             service_account: str = DEFAULT_SERVICE_ACCOUNT) -> str:
+    """Create a recurring run (6-field cron, seconds first, a descriptor such as @daily, or an
+    interval); no catch-up: after a pause only the latest missed run starts."""
     check_schedule(cron, interval_s, max_concurrency)
+    check_registry(params)
     with api_errors(f"schedule {name!r}"):
         job = client.create_recurring_run(
             experiment_id, name, cron_expression=cron, interval_second=interval_s,
             max_concurrency=max_concurrency, no_catchup=True, params=params,
-            pipeline_id=pipeline_id, version_id=version_id, enabled=enabled)
+            pipeline_id=pipeline_id, version_id=version_id, enabled=enabled,
+            service_account=service_account or None)
     return job.recurring_run_id
 
 
@@ -298,13 +387,25 @@ def check_schedule(cron: str | None, interval_s: int | None, max_concurrency: in
     if (cron is None) == (interval_s is None):
         raise ClusterError("a schedule needs exactly one of cron or interval",
                            fix="Use --cron '0 0 3 * * *' (daily at 03:00) or --interval 86400.")
-    if cron is not None and len(cron.split()) != 6:
+    if cron is not None and cron.startswith("@"):
+        every = cron.removeprefix("@every ")
+        if cron not in CRON_DESCRIPTORS and not (every != cron and _GO_DURATION.fullmatch(every)):
+            raise ClusterError(f"cron {cron!r} is not a descriptor KFP's cron parser knows",
+                               fix=f"Use one of {', '.join(CRON_DESCRIPTORS)} or '@every 24h'.")
+    elif cron is not None and len(cron.split()) != 6:
+        # KFP's parser takes 5 fields too, but reads them seconds first: '0 3 * * *' runs hourly
         raise ClusterError(f"cron {cron!r} has {len(cron.split())} fields; KFP's cron has 6 "
                            "(second minute hour day month weekday)",
                            fix=f"Prefix a seconds field: '0 {cron}'.")
-    if max_concurrency < 1 or (interval_s is not None and interval_s < 1):
-        raise ClusterError("max_concurrency and interval must be positive",
+    if not 1 <= max_concurrency <= MAX_CONCURRENCY:
+        raise ClusterError(f"max_concurrency={max_concurrency}: KFP accepts 1 to {MAX_CONCURRENCY}",
                            fix="Use --max-concurrency 1 for training runs that share a GPU.")
+    if interval_s is not None and interval_s < 1:
+        raise ClusterError(f"interval {interval_s} s: KFP needs at least 1 second",
+                           fix="Use e.g. --interval 86400 (daily).")
+
+
+_GO_DURATION = re.compile(r"([0-9]*(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+")  # Go's time.ParseDuration
 
 
 def set_schedule(client, recurring_run_id: str, action: str) -> None:
@@ -315,9 +416,12 @@ def set_schedule(client, recurring_run_id: str, action: str) -> None:
         calls[action](recurring_run_id)
 
 
-def list_schedules(client, experiment_id: str | None = None) -> list[dict[str, Any]]:
+def list_schedules(client, experiment_id: str | None = None,
+                   namespace: str | None = None) -> list[dict[str, Any]]:
+    """Recurring runs of an experiment, or of a namespace (a multi-user server needs one)."""
     with api_errors("list recurring runs"):
-        jobs = client.list_recurring_runs(page_size=100, experiment_id=experiment_id).recurring_runs
+        jobs = client.list_recurring_runs(page_size=100, experiment_id=experiment_id,
+                                          namespace=None if experiment_id else namespace).recurring_runs
     return [{"id": j.recurring_run_id, "name": j.display_name, "status": str(j.status),
              "trigger": (j.trigger.cron_schedule.cron if j.trigger.cron_schedule
                          else f"every {j.trigger.periodic_schedule.interval_second} s"),
@@ -375,7 +479,7 @@ def registry_metrics(run: dict[str, Any], registry_uri: str | None = None,
     version = str(params.get("model_version") or run["run_id"])
     try:
         if uri not in registries:
-            registries[uri] = open_registry(uri, pipeline_root="", author="kfp-squad-qa")
+            registries[uri] = open_registry(uri, author="kfp-squad-qa")
         record = registries[uri].get(name, version)
     except InvalidInputError:
         raise

@@ -4,6 +4,7 @@
     python -m pipeline submit --profile cluster --set learning_rate=5e-5 --experiment qa-lr --wait
     python -m pipeline submit --params my-run.yaml --images build/images.env --accelerator-count 2
     python -m pipeline schedule --experiment nightly --cron "0 0 3 * * *" --max-concurrency 1
+    python -m pipeline schedule --experiment nightly --cron @daily --namespace kubeflow-user-example-com
     python -m pipeline schedule --list | --disable ID | --enable ID | --delete ID
     python -m pipeline runs --experiment qa-lr
     python -m pipeline compare --experiment qa --experiment qa-lr --out compare/
@@ -33,7 +34,8 @@ def add_cluster_commands(sub) -> None:
     _compile_flags(s, sub)
     _run_flags(s)
     s.add_argument("--run-name")
-    s.add_argument("--no-cache", action="store_true", help="run every task, ignoring KFP's cache")
+    s.add_argument("--no-cache", action="store_true",
+                   help="run every task, ignoring KFP's cache (uploads a caching-off version)")
     s.add_argument("--wait", action="store_true", help="follow the run until it ends")
     s.add_argument("--timeout", type=float, default=24 * 3600, help="seconds --wait waits")
     s.add_argument("--poll", type=float, default=15.0, help="seconds between --wait checks")
@@ -46,9 +48,10 @@ def add_cluster_commands(sub) -> None:
     _run_flags(r)
     r.add_argument("--name", default=f"{PIPELINE_NAME}-recurring")
     when = r.add_mutually_exclusive_group()
-    when.add_argument("--cron", help="6 fields, seconds first: '0 0 3 * * *' is daily at 03:00")
+    when.add_argument("--cron", help="6 fields, seconds first: '0 0 3 * * *' is daily at 03:00; "
+                                     "or @daily, @hourly, '@every 24h'")
     when.add_argument("--interval", type=int, metavar="SECONDS")
-    r.add_argument("--max-concurrency", type=int, default=1)
+    r.add_argument("--max-concurrency", type=int, default=1, help="1 to 10 (KFP's limit)")
     r.add_argument("--paused", action="store_true", help="create it disabled")
     act = r.add_mutually_exclusive_group()
     act.add_argument("--list", action="store_true", help="list recurring runs")
@@ -74,7 +77,8 @@ def add_cluster_commands(sub) -> None:
 def _connection_flags(p) -> None:
     p.add_argument("--host", help="KFP API (default $KFP_HOST, or in-cluster inside a notebook)")
     p.add_argument("--token-file", type=Path, help="file holding the bearer token (default $KFP_TOKEN)")
-    p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installs)")
+    p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installs; default "
+                                       "$KFP_NAMESPACE, kfp's context, or this pod's namespace)")
 
 
 def _compile_flags(p, sub) -> None:
@@ -92,6 +96,9 @@ def _run_flags(p) -> None:
                    help="override a parameter (wins over --params)")
     p.add_argument("--experiment", default=PIPELINE_NAME, help="created if it does not exist")
     p.add_argument("--pipeline-name", default=PIPELINE_NAME)
+    p.add_argument("--service-account", default=cluster.DEFAULT_SERVICE_ACCOUNT,
+                   help="Kubernetes service account the run's pods use (manifests/ creates "
+                        f"{cluster.DEFAULT_SERVICE_ACCOUNT!r}; '' for the profile's default-editor)")
 
 
 def run_parameters(profile: str, params_file: Path | None, settings: list[str]) -> dict[str, Any]:
@@ -115,40 +122,45 @@ def run_parameters(profile: str, params_file: Path | None, settings: list[str]) 
 
 
 def _client(args):
+    """A kfp.Client; sets args.namespace to the profile namespace it resolves (or None)."""
     token = args.token_file.read_text().strip() if args.token_file else None
-    client = cluster.connect(args.host, token, args.namespace)
+    client = cluster.connect(args.host, token)
     if client is None:
         raise cluster.ClusterError("no KFP host configured",
                                    fix="Set KFP_HOST or --host; to run on this machine use "
                                        "`python -m pipeline run --local`.")
+    args.namespace = cluster.resolve_namespace(client, args.namespace)
     return client
 
 
-def _uploaded(client, args, scratch: str) -> tuple[cluster.Uploaded, Path]:
+def _uploaded(client, args, scratch: str) -> cluster.Uploaded:
     from pipeline.__main__ import compile_pipeline
 
     package = args.package
     if package is None:
         package = Path(scratch) / "qa_finetune.yaml"
         compile_pipeline(argparse.Namespace(**vars(args), output=package))
-    return cluster.upload(client, package, args.pipeline_name), package
+    if getattr(args, "no_cache", False):
+        package = cluster.without_caching(package, Path(scratch) / "qa_finetune-no-cache.yaml")
+    return cluster.upload(client, package, args.pipeline_name, args.namespace)
 
 
 def submit_command(args) -> None:
     params = run_parameters(args.profile, args.params, args.set)  # before any network call
+    cluster.check_registry(params)
     client = _client(args)
     with tempfile.TemporaryDirectory() as scratch:
-        up, package = _uploaded(client, args, scratch)
-        print(f"pipeline {args.pipeline_name}: version {up.version_name} "
-              f"({'new' if up.created else 'unchanged'})")
-        experiment_id = cluster.experiment(client, args.experiment, args.namespace)
-        run_id = cluster.submit(client, params, experiment_id, pipeline_id=up.pipeline_id,
-                                version_id=up.version_id, package_path=str(package),
-                                run_name=args.run_name, enable_caching=not args.no_cache)
+        up = _uploaded(client, args, scratch)
+    print(f"pipeline {args.pipeline_name}: version {up.version_name} "
+          f"({'new' if up.created else 'unchanged'})")
+    experiment_id = cluster.experiment(client, args.experiment, args.namespace)
+    run_id = cluster.submit(client, params, experiment_id, pipeline_id=up.pipeline_id,
+                            version_id=up.version_id, run_name=args.run_name,
+                            service_account=args.service_account)
     print(f"run {run_id} submitted to experiment {args.experiment}")
     if args.wait:
-        run = cluster.run_summary(cluster.wait(client, run_id, timeout=args.timeout, poll=args.poll),
-                                  args.experiment)
+        run = cluster.run_summary(cluster.wait(client, run_id, timeout=args.timeout, poll=args.poll,
+                                               namespace=args.namespace), args.experiment)
         try:
             metrics, note = cluster.registry_metrics(run, args.registry_uri)
         except cluster.ClusterError as e:  # the run succeeded; only reading its metrics failed
@@ -164,20 +176,22 @@ def schedule_command(args) -> None:
         print(f"{change}d recurring run {getattr(args, change)}")
         return
     if args.list:
-        for job in cluster.list_schedules(_client(args)):
+        client = _client(args)
+        for job in cluster.list_schedules(client, namespace=args.namespace):
             print(f"{job['id']}  {job['status']:<9} {job['trigger']:<16} "
                   f"max_concurrency={job['max_concurrency']}  {job['name']}")
         return
     params = run_parameters(args.profile, args.params, args.set)  # before any network call
     cluster.check_schedule(args.cron, args.interval, args.max_concurrency)
+    cluster.check_registry(params)
     client = _client(args)
     with tempfile.TemporaryDirectory() as scratch:
-        up, _ = _uploaded(client, args, scratch)
+        up = _uploaded(client, args, scratch)
     experiment_id = cluster.experiment(client, args.experiment, args.namespace)
     job_id = cluster.schedule(client, experiment_id, args.name, pipeline_id=up.pipeline_id,
                               version_id=up.version_id, params=params, cron=args.cron,
                               interval_s=args.interval, max_concurrency=args.max_concurrency,
-                              enabled=not args.paused)
+                              enabled=not args.paused, service_account=args.service_account)
     print(f"recurring run {job_id} ({args.cron or f'every {args.interval} s'}, "
           f"max_concurrency={args.max_concurrency}, no catch-up) on version {up.version_name}")
 

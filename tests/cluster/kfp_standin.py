@@ -43,7 +43,7 @@ import yaml
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str, grpc_code: int = 2):
+    def __init__(self, status: int, message: str, grpc_code: int | str = 2):
         super().__init__(message)
         self.status, self.message, self.grpc_code = status, message, grpc_code
 
@@ -104,6 +104,12 @@ class JsonServer:
     def new_id(self) -> str:
         return str(next(self._ids))
 
+    def error(self, e: HttpError) -> tuple[int, bytes, str]:
+        """Status, body and content type of an error answer (grpc-gateway's JSON by default)."""
+        code = 5 if e.grpc_code == "no-route" else e.grpc_code
+        body = {"error": e.message, "code": code, "message": e.message, "details": []}
+        return e.status, json.dumps(body).encode(), "application/json"
+
     def _handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
         parsed = urlparse(request.path)
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
@@ -111,6 +117,7 @@ class JsonServer:
         raw = request.rfile.read(length) if length else b""
         self.requests.append((method, parsed.path))
         self.authorization_headers.append(request.headers.get("Authorization", ""))
+        content_type = "application/json"
         try:
             if self.token is not None and request.headers.get("Authorization") != f"Bearer {self.token}":
                 raise HttpError(401, "Unauthenticated: the bearer token is missing or invalid", 16)
@@ -121,12 +128,12 @@ class JsonServer:
                         status, body = getattr(self, name)(query, raw, request.headers, *match.groups())
                     break
             else:
-                raise HttpError(404, f"no route for {method} {parsed.path}", 5)
+                raise HttpError(404, f"no route for {method} {parsed.path}", "no-route")
+            payload = json.dumps(body).encode()
         except HttpError as e:
-            status, body = e.status, {"error": e.message, "code": e.grpc_code, "message": e.message}
-        payload = json.dumps(body).encode()
+            status, payload, content_type = self.error(e)
         request.send_response(status)
-        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Type", content_type)
         request.send_header("Content-Length", str(len(payload)))
         request.end_headers()
         request.wfile.write(payload)
@@ -160,18 +167,17 @@ def _page(items: list[dict], query: dict, key: str) -> tuple[int, dict]:
 
 @dataclasses.dataclass
 class Outcome:
-    """How runs created from now on end."""
+    """How runs created from now on end: SUCCEEDED, or FAILED in the executor of `failed_task`."""
     state: str = "SUCCEEDED"
     failed_task: str | None = None
-    error: str = ""
 
     @classmethod
-    def failed(cls, task: str, error: str) -> Outcome:
-        return cls("FAILED", task, error)
+    def failed(cls, task: str) -> Outcome:
+        return cls("FAILED", task)
 
 
-def dag_tasks(spec: dict) -> list[str]:
-    """Root DAG task names in dependency order (as the driver would start them)."""
+def dag_tasks(spec: dict) -> list[tuple[str, int]]:
+    """Root DAG tasks in dependency order (as the driver would start them), with max retries."""
     spec = spec.get("pipeline_spec", spec)  # kfp.Client sends {pipeline_spec, platform_spec}
     tasks = spec["root"]["dag"]["tasks"]
     order: list[str] = []
@@ -179,11 +185,59 @@ def dag_tasks(spec: dict) -> list[str]:
         ready = sorted(n for n, t in tasks.items() if n not in order
                        and set(t.get("dependentTasks", [])) <= set(order))
         order += ready[:1]
-    return order
+    return [(n, int(tasks[n].get("retryPolicy", {}).get("maxRetryCount", 0))) for n in order]
+
+
+# robfig/cron v1.2.0, which the API server's cron check uses (backend/src/apiserver/server/
+# api_converter.go: `cron.Parse`): Parse = Second|Minute|Hour|Dom|Month|DowOptional|Descriptor,
+# so 5 fields are ACCEPTED (read seconds first, weekday omitted) as well as 6; descriptors too.
+CRON_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+GO_DURATION = re.compile(r"([0-9]*(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+")
+_CRON_BOUNDS = [(0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 6)]
+_CRON_NAMES = [{}, {}, {}, {}, {m: i + 1 for i, m in enumerate(
+    "jan feb mar apr may jun jul aug sep oct nov dec".split())},
+    {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}]
+
+
+def robfig_cron_error(spec: str) -> str | None:
+    """None when robfig/cron v1.2.0 `Parse` accepts the spec, else its complaint (abridged)."""
+    if spec.startswith("@"):
+        if spec in CRON_DESCRIPTORS:
+            return None
+        if spec.startswith("@every ") and GO_DURATION.fullmatch(spec[len("@every "):]):
+            return None
+        return f"Unrecognized descriptor: {spec}"
+    fields = spec.split()
+    if not 5 <= len(fields) <= 6:
+        return f"Expected 5 to 6 fields, found {len(fields)}: {spec}"
+    for field, (low, high), names in zip(fields, _CRON_BOUNDS, _CRON_NAMES):
+        for part in field.split(","):
+            base, _, step = part.partition("/")
+            if step and not step.isdigit():
+                return f"Failed to parse int from {step}"
+            if base in ("*", "?"):
+                continue
+            ends = [names.get(x.lower(), x) for x in base.split("-", 1)]
+            if not all(str(x).isdigit() for x in ends):
+                return f"Failed to parse int from {base}"
+            if not all(low <= int(x) <= high for x in ends):
+                return f"End of range ({ends[-1]}) above maximum ({high}): {base}"
+    return None
+
+
+def _sanitize(model) -> dict:
+    """A kfp_server_api model as the JSON the API server sends (its attribute_map names)."""
+    import kfp_server_api
+
+    return kfp_server_api.ApiClient().sanitize_for_serialization(model)
 
 
 class KfpStandin(JsonServer):
-    """In-memory KFP v2beta1 API. Set `outcome` and `on_success` before creating runs."""
+    """In-memory KFP v2beta1 API. Set `outcome` and `on_success` before creating runs.
+
+    multi_user=True: the server's multi-user mode as a profile user whose token grants the
+    namespaces in `namespaces` (a Kubeflow profile's RoleBinding); see `_authorize`.
+    """
 
     V = "/apis/v2beta1"
     routes: ClassVar = [
@@ -207,8 +261,10 @@ class KfpStandin(JsonServer):
         ("POST", V + r"/recurringruns/([^/:]+):(enable|disable)", "set_recurring_run"),
     ]
 
-    def __init__(self, token: str | None = "standin-token"):
+    def __init__(self, token: str | None = "standin-token", *, multi_user: bool = False,
+                 namespaces: tuple[str, ...] = ("kubeflow-user-example-com",)):
         super().__init__(token)
+        self.multi_user, self.namespaces = multi_user, set(namespaces)
         self.pipelines: dict[str, dict] = {}
         self.versions: dict[str, dict] = {}
         self.specs: dict[str, dict] = {}  # version id -> pipeline spec
@@ -218,12 +274,34 @@ class KfpStandin(JsonServer):
         self.outcome = Outcome()
         self.on_success: Callable[[dict], None] | None = None
 
+    # -- multi-user authorization
+    def _namespace(self, namespace: str | None) -> str:
+        """ResourceManager.ReplaceNamespace: single-user mode drops every namespace."""
+        return (namespace or "") if self.multi_user else ""
+
+    def _authorize(self, namespace: str, kind: str) -> None:
+        """canAccess{Experiment,Run,Job} + ResourceManager.IsAuthorized (KFP 7b70c7b and 2.5.0:
+        backend/src/apiserver/server/{experiment,run,job}_server.go, resource/resource_manager.go):
+        an empty namespace in multi-user mode is InvalidInput (400); a namespace the user's
+        SubjectAccessReview denies is PermissionDenied (403)."""
+        if not self.multi_user:
+            return
+        if not namespace:
+            raise HttpError(400, f"a {kind} cannot have an empty namespace in multi-user mode", 3)
+        if namespace not in self.namespaces:
+            raise HttpError(403, f"User 'user@example.com' is not authorized with reason: no RBAC "
+                                 f"policy matched (request: namespace {namespace}, {kind}s)", 7)
+
     # -- pipelines
     def healthz(self, query, raw, headers):
-        return 200, {"multi_user": False, "pipeline_store": "database"}
+        return 200, {"multi_user": self.multi_user, "pipeline_store": "database"}
 
     def list_pipelines(self, query, raw, headers):
-        found = [p for p in self.pipelines.values() if _matches(p, query.get("filter"))]
+        namespace = self._namespace(query.get("namespace"))  # "" lists the shared pipelines
+        if namespace:
+            self._authorize(namespace, "pipeline")
+        found = [p for p in self.pipelines.values() if p["namespace"] == namespace
+                 and _matches(p, query.get("filter"))]
         return _page(found, query, "pipelines")
 
     def get_pipeline(self, query, raw, headers, pipeline_id):
@@ -253,11 +331,16 @@ class KfpStandin(JsonServer):
 
     def upload_pipeline(self, query, raw, headers):
         spec = self._uploaded_spec(raw, headers)
+        namespace = self._namespace(query.get("namespace"))
+        if namespace and self.multi_user and namespace not in self.namespaces:
+            # pipeline_upload_server.go: an authorization failure is written as HTTP 400
+            raise HttpError(400, "Failed to create a pipeline", 3)
         name = query.get("name") or spec["pipelineInfo"]["name"]
-        if any(p["name"] == name for p in self.pipelines.values()):
+        if any(p["name"] == name and p["namespace"] == namespace for p in self.pipelines.values()):
             raise HttpError(409, f"pipeline {name!r} already exists", 6)
         pipeline = {"pipeline_id": self.new_id(), "name": name, "display_name": name,
-                    "description": query.get("description", ""), "created_at": now()}
+                    "description": query.get("description", ""), "created_at": now(),
+                    "namespace": namespace}
         self.pipelines[pipeline["pipeline_id"]] = pipeline
         self._new_version(pipeline["pipeline_id"], name, spec)  # KFP's default first version
         return 200, pipeline
@@ -280,16 +363,22 @@ class KfpStandin(JsonServer):
 
     # -- experiments
     def list_experiments(self, query, raw, headers):
-        found = [e for e in self.experiments.values() if _matches(e, query.get("filter"))]
+        namespace = self._namespace(query.get("namespace"))
+        self._authorize(namespace, "experiment")
+        found = [e for e in self.experiments.values() if e["namespace"] == namespace
+                 and _matches(e, query.get("filter"))]
         return _page(found, query, "experiments")
 
     def create_experiment(self, query, raw, headers):
         body = json.loads(raw)
-        if any(e["display_name"] == body["display_name"] for e in self.experiments.values()):
+        namespace = self._namespace(body.get("namespace"))
+        self._authorize(namespace, "experiment")
+        if any(e["display_name"] == body["display_name"] and e["namespace"] == namespace
+               for e in self.experiments.values()):
             raise HttpError(409, f"experiment {body['display_name']!r} already exists", 6)
         experiment = {"experiment_id": self.new_id(), "display_name": body["display_name"],
                       "description": body.get("description") or "", "created_at": now(),
-                      "namespace": body.get("namespace") or "", "storage_state": "AVAILABLE"}
+                      "namespace": namespace, "storage_state": "AVAILABLE"}
         self.experiments[experiment["experiment_id"]] = experiment
         return 200, experiment
 
@@ -309,9 +398,10 @@ class KfpStandin(JsonServer):
             raise HttpError(400, "a run needs pipeline_version_reference or pipeline_spec", 3)
         return body["pipeline_spec"]
 
-    def _check_run_request(self, body: dict) -> dict:
+    def _check_run_request(self, body: dict, kind: str) -> dict:
         if body.get("experiment_id") not in self.experiments:
             raise HttpError(404, f"experiment {body.get('experiment_id')} not found", 5)
+        self._authorize(self.experiments[body["experiment_id"]]["namespace"], kind)
         spec = self._spec_for(body)
         inputs = spec.get("pipeline_spec", spec)["root"].get("inputDefinitions", {}).get("parameters", {})
         unknown = set((body.get("runtime_config") or {}).get("parameters") or {}) - set(inputs)
@@ -321,12 +411,15 @@ class KfpStandin(JsonServer):
 
     def create_run(self, query, raw, headers):
         body = json.loads(raw)
-        spec = self._check_run_request(body)
+        spec = self._check_run_request(body, "run")
         run = {**body, "run_id": f"run-{self.new_id()}", "state": "PENDING", "created_at": now(),
-               "storage_state": "AVAILABLE", "run_details": {"task_details": []}}
+               "storage_state": "AVAILABLE"}
         run.pop("pipeline_spec", None)
         run["_spec"] = spec
-        run["_plan"] = {"steps": dag_tasks(spec), "outcome": dataclasses.replace(self.outcome)}
+        run["_plan"] = {"steps": dag_tasks(spec), "outcome": dataclasses.replace(self.outcome),
+                        "workflow": f"{spec.get('pipeline_spec', spec)['pipelineInfo']['name']}-"
+                                    f"{int(run['run_id'].split('-')[1]):05d}",
+                        "nodes": [], "next": 0}
         self.runs[run["run_id"]] = run
         return 200, self._public(run)
 
@@ -334,49 +427,91 @@ class KfpStandin(JsonServer):
     def _public(run: dict) -> dict:
         return {k: v for k, v in run.items() if not k.startswith("_")}
 
-    def _task(self, run: dict, name: str, state: str, error: str = "") -> dict:
-        task = {"run_id": run["run_id"], "task_id": self.new_id(), "display_name": name,
-                "state": state, "create_time": now(), "pod_name": f"{run['run_id']}-{name}-pod"}
-        if error:
-            task["error"] = {"code": 2, "message": error}
-        return task
+    # -- task details: what the persistence agent reports of the Argo workflow
+    def _node(self, run: dict, name: str, state: str, children: tuple[str, ...] = ()) -> str:
+        """One Argo node as a task detail (api_converter.go toModelTask(util.NodeStatus) and
+        toApiPipelineTaskDetail, KFP 7b70c7b): display_name is the node's display name, the
+        children are node IDs under child_tasks[].pod_name; no pod_name, no error, no inputs."""
+        import uuid
+
+        node_id = f"{run['_plan']['workflow']}-{1000000000 + len(run['_plan']['nodes'])}"
+        run["_plan"]["nodes"].append({"id": node_id, "name": name, "state": state, "children": children,
+                                      "task_id": str(uuid.uuid4())})
+        return node_id
+
+    def _set_state(self, run: dict, names: tuple[str, ...], state: str) -> None:
+        for node in run["_plan"]["nodes"]:
+            if node["name"] in names:
+                node["state"] = state
+
+    def _task_details(self, run: dict) -> list[dict]:
+        import kfp_server_api as api
+
+        return [_sanitize(api.V2beta1PipelineTaskDetail(
+            run_id=run["run_id"], task_id=n["task_id"], display_name=n["name"],
+            create_time=run["created_at"], state=n["state"],
+            child_tasks=[api.PipelineTaskDetailChildTask(pod_name=c) for c in n["children"]] or None))
+            for n in run["_plan"]["nodes"]]
 
     def _advance(self, run: dict) -> None:
-        """One step per GET: PENDING -> RUNNING, then a task ends, then the run ends."""
-        plan, details = run["_plan"], run["run_details"]["task_details"]
+        """One step per GET: PENDING -> RUNNING, then a task ends, then the run ends.
+
+        Argo nodes per task X of the root DAG (backend/src/v2/compiler/argocompiler/container.go
+        and dag.go, KFP 7b70c7b): `X-driver` (driver pod), `X` (the system-container-executor
+        DAG) and its `executor` (the pod; under a retry policy a Retry node `executor` whose
+        pods are `executor(0)`, `executor(1)`, ...). Around them: the workflow's own node
+        (display name = the workflow name), `root-driver` and `root`.
+        """
+        plan = run["_plan"]
         if run["state"] in ("SUCCEEDED", "FAILED"):
             return
         if run["state"] == "PENDING":
             run["state"] = "RUNNING"
-            details += [self._task(run, "root-driver", "SUCCEEDED"), self._task(run, "root", "RUNNING")]
+            self._node(run, plan["workflow"], "RUNNING")
+            self._node(run, "root-driver", "SUCCEEDED")
+            self._node(run, "root", "RUNNING")
             return
-        finished = [t["display_name"] for t in details if t["display_name"] in plan["steps"]]
-        if len(finished) == len(plan["steps"]):
+        if plan["next"] == len(plan["steps"]):
             run["state"], run["finished_at"] = "SUCCEEDED", now()
-            details[1]["state"] = "SUCCEEDED"
+            self._set_state(run, ("root", plan["workflow"]), "SUCCEEDED")
             if self.on_success:
                 self.on_success(self._public(run))
             return
-        step, outcome = plan["steps"][len(finished)], plan["outcome"]
-        details.append(self._task(run, f"{step}-driver", "SUCCEEDED"))
-        if outcome.state == "FAILED" and outcome.failed_task == step:
-            details.append(self._task(run, step, "FAILED", outcome.error))
-            details[1]["state"] = "FAILED"
-            run["state"], run["finished_at"] = "FAILED", now()
-            run["error"] = {"code": 2, "message": f"task {step} failed"}
+        (step, retries), outcome = plan["steps"][plan["next"]], plan["outcome"]
+        plan["next"] += 1
+        failed = outcome.state == "FAILED" and outcome.failed_task == step
+        state = "FAILED" if failed else "SUCCEEDED"
+        self._node(run, f"{step}-driver", "SUCCEEDED")
+        if retries:
+            attempts = retries + 1 if failed else 1
+            pods = tuple(self._node(run, f"executor({i})", state) for i in range(attempts))
+            executor = self._node(run, "executor", state, pods)
         else:
-            details.append(self._task(run, step, "SUCCEEDED"))
+            executor = self._node(run, "executor", state)
+        self._node(run, step, state, (executor,))
+        if failed:  # run.error stays unset: the server sets it only when it cannot convert a run
+            self._set_state(run, ("root", plan["workflow"]), "FAILED")
+            run["state"], run["finished_at"] = "FAILED", now()
+
+    def _answer(self, run: dict) -> dict:
+        details = self._task_details(run)
+        return {**self._public(run), **({"run_details": {"task_details": details}} if details else {})}
 
     def get_run(self, query, raw, headers, run_id):
         if run_id not in self.runs:
             raise HttpError(404, f"run {run_id} not found", 5)
-        self._advance(self.runs[run_id])
-        return 200, self._public(self.runs[run_id])
+        run = self.runs[run_id]
+        self._authorize(self.experiments[run["experiment_id"]]["namespace"], "run")
+        self._advance(run)
+        return 200, self._answer(run)
 
     def list_runs(self, query, raw, headers):
-        found = [self._public(r) for r in self.runs.values()
-                 if query.get("experiment_id") in (None, r["experiment_id"])
-                 and _matches(r, query.get("filter"))]
+        experiment_id = query.get("experiment_id")
+        namespace = (self.experiments[experiment_id]["namespace"] if experiment_id in self.experiments
+                     else self._namespace(query.get("namespace")))
+        self._authorize(namespace, "run")
+        found = [self._answer(r) for r in self.runs.values()
+                 if experiment_id in (None, r["experiment_id"]) and _matches(r, query.get("filter"))]
         if query.get("sort_by", "").startswith("created_at"):
             found.sort(key=lambda r: int(r["run_id"].split("-")[1]),
                        reverse=query["sort_by"].endswith("desc"))
@@ -384,15 +519,28 @@ class KfpStandin(JsonServer):
 
     # -- recurring runs
     def create_recurring_run(self, query, raw, headers):
+        """api_converter.go toModelJob (KFP 7b70c7b): max_concurrency in [1, 10], cron through
+        robfig/cron's Parse, interval >= 1 s; then job_server.go's namespace check."""
         body = json.loads(raw)
-        self._check_run_request(body)
+        concurrency = int(body.get("max_concurrency") or 0)
+        if concurrency > 10 or concurrency < 1:
+            raise HttpError(400, "Max concurrency of a recurring run must be at least 1 and at most 10. "
+                                 f"Received {concurrency}", 3)
         trigger = body.get("trigger") or {}
-        if bool(trigger.get("cron_schedule")) == bool(trigger.get("periodic_schedule")):
-            raise HttpError(400, "a recurring run needs exactly one of cron_schedule and periodic_schedule", 3)
+        cron = (trigger.get("cron_schedule") or {}).get("cron")
+        if cron is not None and (problem := robfig_cron_error(cron)):
+            raise HttpError(400, "Schedule cron is not a supported format(https://godoc.org/github.com/"
+                                 f"robfig/cron). Error: {problem}", 3)
+        interval = (trigger.get("periodic_schedule") or {}).get("interval_second")
+        if interval is not None and int(interval) < 1:
+            raise HttpError(400, f"Found invalid period schedule interval {interval}. "
+                                 "Set at interval to least 1 second", 3)
+        self._check_run_request(body, "recurring run")
         enabled = body.get("mode", "ENABLE") == "ENABLE"
         job = {**body, "recurring_run_id": f"job-{self.new_id()}", "created_at": now(),
                "updated_at": now(), "status": "ENABLED" if enabled else "DISABLED",
-               "max_concurrency": str(body.get("max_concurrency") or 1)}
+               "max_concurrency": str(concurrency),
+               "namespace": self.experiments[body["experiment_id"]]["namespace"]}
         job.pop("pipeline_spec", None)
         self.recurring_runs[job["recurring_run_id"]] = job
         return 200, job
@@ -400,14 +548,21 @@ class KfpStandin(JsonServer):
     def _job(self, job_id: str) -> dict:
         if job_id not in self.recurring_runs:
             raise HttpError(404, f"recurring run {job_id} not found", 5)
-        return self.recurring_runs[job_id]
+        job = self.recurring_runs[job_id]
+        self._authorize(job["namespace"], "recurring run")
+        return job
 
     def get_recurring_run(self, query, raw, headers, job_id):
         return 200, self._job(job_id)
 
     def list_recurring_runs(self, query, raw, headers):
+        """job_server.go listJobs: the namespace is the query's, or the experiment's."""
+        experiment_id = query.get("experiment_id")
+        namespace = (self.experiments[experiment_id]["namespace"] if experiment_id in self.experiments
+                     else self._namespace(query.get("namespace")))
+        self._authorize(namespace, "recurring run")
         found = [j for j in self.recurring_runs.values()
-                 if query.get("experiment_id") in (None, j["experiment_id"])]
+                 if experiment_id in (None, j["experiment_id"]) and j["namespace"] == namespace]
         return _page(found, query, "recurringRuns")  # the one camelCase list key in the v2beta1 spec
 
     def set_recurring_run(self, query, raw, headers, job_id, action):
@@ -428,16 +583,17 @@ def fake_scores(params: dict) -> dict:
 
 def register_like_the_pipeline(run: dict, root: Path) -> None:
     """An `on_success` hook: the real register step (components/register.py) with the run's
-    parameters and `fake_scores`, as register-model would run at the end of the run."""
+    parameters and `fake_scores`, as register-model would run at the end of the run; the model
+    sits under KFP's default pipeline root (minio://mlpipeline/v2/artifacts)."""
     from components.register import register_model
 
     p = run["runtime_config"]["parameters"]
     register_model(
-        model=SimpleNamespace(uri=f"s3://bucket/{run['run_id']}/model",
+        model=SimpleNamespace(uri=f"minio://mlpipeline/v2/artifacts/qa-finetune/{run['run_id']}/fine-tune/model",
                               metadata={"base_model": p["model"],
                                         "hyperparameters": {"learning_rate": p["learning_rate"]}}),
         metrics=SimpleNamespace(metadata=fake_scores(p)),
         train_data=SimpleNamespace(metadata={"source": p["dataset"], "fingerprint": "f00d"}),
         model_name=p["model_name"], model_version=p["model_version"], min_f1=p["min_f1"],
-        registry_uri=p["registry_uri"], pipeline_run_id=run["run_id"], pipeline_root=str(root),
+        registry_uri=p["registry_uri"], pipeline_run_id=run["run_id"],
         registration=SimpleNamespace(path=str(Path(root) / f"{run['run_id']}.md")))
