@@ -12,17 +12,19 @@ def register_model(
     min_f1: float,
     registry_uri: str,
     pipeline_run_id: str,
-    pipeline_root: str,
     registration: Output[Markdown],
 ):
-    from components.registry import open_registry
+    """registry_uri names where the record lands (never a placeholder only kfp.local resolves);
+    the model's URI is recorded in a form a deployment can load (components.registry.serving_uri)."""
+    from components.registry import open_registry, serving_uri
 
     f1 = float(metrics.metadata.get("f1", 0.0))
     version = model_version or pipeline_run_id
     if f1 < min_f1:
         message = f"Not registered: F1 {f1:.2f} is below min_f1 {min_f1:.2f}."
     else:
-        registry = open_registry(registry_uri, pipeline_root, author="kfp-squad-qa")
+        registry = open_registry(registry_uri, author="kfp-squad-qa")
+        uri = serving_uri(model.uri)
         lineage = {
             "metrics": {k: v for k, v in metrics.metadata.items() if isinstance(v, (int, float))},
             "pipeline_run_id": pipeline_run_id,
@@ -33,10 +35,10 @@ def register_model(
             "hyperparameters": model.metadata.get("hyperparameters", {}),
         }
         record, created = registry.register(
-            model_name, version, model.uri, model_format_name="transformers",
+            model_name, version, uri, model_format_name="transformers",
             model_format_version="5", source_id=pipeline_run_id, metadata=lineage,
             author="kfp-squad-qa")
-        message = (f"Registered {model_name} version {version} (F1 {f1:.2f}) at {model.uri}."
+        message = (f"Registered {model_name} version {version} (F1 {f1:.2f}) at {uri} in {registry_uri}."
                    if created else f"{model_name} version {version} is already registered; nothing to do.")
     print(message, flush=True)
     with open(registration.path, "w", encoding="utf-8") as f:

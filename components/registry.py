@@ -2,13 +2,16 @@
 
 Both sit behind one interface, `register(...) -> (record, created)`, chosen by URI:
 
-- ``""`` or a path / ``file://`` URI: the embedded registry, a directory tree
-  ``<root>/<model name>/<version>.json`` that needs no cluster. Records are
+- a path or ``file://`` URI: the embedded registry, a directory tree
+  ``<root>/<model name>/<version>.json`` that needs no cluster (kfp.local: the
+  local runner passes ``file://<pipeline root>/model-registry``). Records are
   created with an exclusive create, so two runs can never overwrite each other.
-- ``http(s)://host:port`` (the Model Registry REST service): Kubeflow Model
-  Registry through its Python client (``model-registry`` on PyPI). The bearer
+- ``http(s)://host[:port]`` (the Model Registry REST service, port 8080 when none
+  is given): Kubeflow Model Registry through its Python client (``model-registry``
+  on PyPI), which speaks the server's ``/api/model_registry/v1`` API. The bearer
   token is read from an environment variable (a Kubernetes secret), never a
   parameter.
+- ``""``: refused. A registration must land somewhere that outlives the step's pod.
 
 Registering a version that already exists is a no-op that says so.
 """
@@ -25,6 +28,15 @@ from urllib.parse import urlparse
 from components.qa.errors import InvalidInputError
 
 TOKEN_ENV = "MODEL_REGISTRY_TOKEN"
+DEFAULT_PORT = 8080  # model-registry-service's REST port, and the client's own default for http://
+IN_CLUSTER_URI = "http://model-registry-service.kubeflow.svc.cluster.local:8080"
+CLIENT_API = "v1"  # the REST API model-registry 0.3.18 calls (mr_openapi resource paths)
+OLDER_API = "v1alpha3"  # what Model Registry servers up to at least v0.3.8 serve
+API_PREFIX = "/api/model_registry/"
+# KFP's default artifact store when the pipeline root is minio://mlpipeline (KFP <= 2.15:
+# backend/src/v2/config/env.go, tag 2.15.0); region "minio" as KFP's own session uses.
+KFP_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
+KFP_MINIO_REGION = "minio"
 
 
 class Registry(Protocol):
@@ -87,10 +99,15 @@ class KubeflowModelRegistry:
 
     def __init__(self, server_address: str, port: int, author: str):
         from model_registry import ModelRegistry
+        from mr_openapi.exceptions import NotFoundException
 
-        self.client = ModelRegistry(server_address, port, author=author,
-                                    is_secure=server_address.startswith("https://"),
-                                    user_token=os.environ.get(TOKEN_ENV) or None)
+        token = os.environ.get(TOKEN_ENV) or None
+        try:  # the client lists registered models once, under /api/model_registry/v1
+            self.client = ModelRegistry(server_address, port, author=author,
+                                        is_secure=server_address.startswith("https://"),
+                                        user_token=token)
+        except NotFoundException:
+            raise _api_mismatch(f"{server_address}:{port}", token) from None
 
     def get(self, name: str, version: str) -> dict | None:
         """The version's record (metadata decoded back from custom properties), or None."""
@@ -128,18 +145,58 @@ class KubeflowModelRegistry:
         return self.get(name, version), True
 
 
-def open_registry(uri: str, pipeline_root: str, author: str) -> Registry:
-    """The registry a URI names; an empty URI means the embedded one under the pipeline root."""
+def _api_mismatch(address: str, token: str | None) -> InvalidInputError:
+    """The error for a server without the v1 paths: names the API it does serve, and the fix."""
+    import urllib.error
+    import urllib.request
+
+    probe = urllib.request.Request(f"{address}{API_PREFIX}{OLDER_API}/registered_models?pageSize=1")
+    if token:
+        probe.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(probe, timeout=15):
+            older = True
+    except (urllib.error.URLError, OSError):
+        older = False
+    served = (f"serves only {API_PREFIX}{OLDER_API} (Model Registry server v0.3.8 or older)"
+              if older else f"answers 404 on {API_PREFIX}{CLIENT_API} and {API_PREFIX}{OLDER_API}")
+    return InvalidInputError(
+        f"the Model Registry at {address} {served}; the model-registry 0.3.18 client speaks "
+        f"{API_PREFIX}{CLIENT_API} only",
+        fix=("Upgrade the Model Registry server to a release that serves the v1 API (kubeflow/hub#2992), "
+             "or pin the client your server speaks, e.g. `pip install model-registry==0.3.8` for a "
+             "v0.3.8 server, in the image and here.") if older else
+            "Point registry_uri at the Model Registry REST service (port 8080), e.g. " + IN_CLUSTER_URI,
+        field="registry_uri")
+
+
+def serving_uri(uri: str) -> str:
+    """A model URI a deployment can load: KFP's minio:// becomes s3://bucket/key?endpoint=...
+
+    KServe's storage initializer has no minio:// scheme. The form is the Model Registry
+    client's own (`model_registry.utils.s3_uri_from`); the endpoint is $AWS_ENDPOINT_URL
+    (the S3 secret) or KFP's default store. Other URIs are returned unchanged.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme != "minio":
+        return uri
+    from model_registry.utils import s3_uri_from
+
+    return s3_uri_from(parsed.path.lstrip("/"), parsed.netloc,
+                       endpoint=os.environ.get("AWS_ENDPOINT_URL") or KFP_MINIO_ENDPOINT,
+                       region=os.environ.get("AWS_DEFAULT_REGION") or KFP_MINIO_REGION)
+
+
+def open_registry(uri: str, author: str) -> Registry:
+    """The registry a URI names: Model Registry for http(s)://, the embedded one for a path."""
     if uri.startswith(("http://", "https://")):
         parsed = urlparse(uri)
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        port = parsed.port or (443 if parsed.scheme == "https" else DEFAULT_PORT)
         return KubeflowModelRegistry(f"{parsed.scheme}://{parsed.hostname}", port, author)
     if not uri:
-        if "://" in pipeline_root:
-            raise InvalidInputError(
-                f"the embedded registry needs a local pipeline root, not {pipeline_root}",
-                fix="On a cluster set registry_uri to the Model Registry service, e.g. "
-                    "http://model-registry-service.kubeflow.svc.cluster.local:8080.",
-                field="registry_uri")
-        return LocalRegistry(Path(pipeline_root) / "model-registry")
+        raise InvalidInputError(
+            "registry_uri is empty: there is nowhere durable to register the model",
+            fix=f"Set registry_uri to the Model Registry service, e.g. {IN_CLUSTER_URI}, or a "
+                "file:// folder that outlives the run (kfp.local sets one under its pipeline root).",
+            field="registry_uri")
     return LocalRegistry(uri.removeprefix("file://"))

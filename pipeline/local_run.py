@@ -40,6 +40,8 @@ def run_local(params: dict[str, Any], pipeline_root: str = "local_outputs", runn
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     params = stage_inputs(params, root)
+    if not params["registry_uri"]:  # kfp.local: the embedded registry, beside the runs it records
+        params = {**params, "registry_uri": (root / "model-registry").as_uri()}
     if runner == "docker":
         if not image:
             raise ValueError("the docker runner needs --image (the CPU image `make images` built)")

@@ -119,11 +119,12 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
             model=trained.outputs["model"], metrics=scored.outputs["metrics"],
             train_data=fetched.outputs["train_data"], model_name=model_name,
             model_version=model_version, min_f1=min_f1, registry_uri=registry_uri,
-            pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER), "register")
+            pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "register")
         registered.set_caching_options(enable_caching=False)
         kubernetes.use_secret_as_env(registered, secret_name=settings.registry_token_secret,
                                      secret_key_to_env={"token": "MODEL_REGISTRY_TOKEN"}, optional=True)
+        kubernetes.use_secret_as_env(registered, secret_name=settings.s3_secret, optional=True,  # s3:// endpoint
+                                     secret_key_to_env={"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"})
         outputs = NamedTuple("Outputs", [("metrics", Metrics), ("model", Model), ("report", Markdown)])
         return outputs(metrics=scored.outputs["metrics"], model=trained.outputs["model"],
                        report=scored.outputs["report"])

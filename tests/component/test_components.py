@@ -92,8 +92,9 @@ def register(tmp_path, f1, min_f1=0.0, version="run-1"):
     train.metadata.update({"source": "sample", "fingerprint": "abc"})
     out = dsl.Markdown(uri=str(tmp_path / f"registration-{version}-{f1}"))
     register_model(model=model, metrics=metrics, train_data=train, model_name="squad-qa",
-                   model_version=version, min_f1=min_f1, registry_uri="",
-                   pipeline_run_id="job-123", pipeline_root=str(tmp_path), registration=out)
+                   model_version=version, min_f1=min_f1,
+                   registry_uri=(tmp_path / "model-registry").as_uri(),
+                   pipeline_run_id="job-123", registration=out)
     return Path(out.path).read_text()
 
 
@@ -112,7 +113,7 @@ def test_register_records_lineage_once_and_respects_the_gate(tmp_path):
 
 def test_embedded_registry_needs_a_local_root_and_valid_names(tmp_path):
     with pytest.raises(InvalidInputError, match="registry_uri"):
-        open_registry("", "minio://mlpipeline/v2/artifacts", author="x")
+        open_registry("", author="x")
     with pytest.raises(InvalidInputError, match="valid registry version"):
         LocalRegistry(tmp_path).get("squad-qa", "../escape")
 
