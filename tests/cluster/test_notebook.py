@@ -51,26 +51,36 @@ def test_notebook_runs_the_same_cells_against_kfp(tmp_path, monkeypatch):
     """The cluster branch of every cell, against the KFP stand-in (not a cluster; no training)."""
     papermill = pytest.importorskip("papermill")
     from tests.cluster.kfp_standin import KfpStandin, register_like_the_pipeline
+    from tests.cluster.registry_standin import ModelRegistryStandin
 
     monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "no-token"))
-    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
-    registry, out_dir = tmp_path / "registry", tmp_path / "out"
-    with KfpStandin(token="nb-token") as kfp:
+    for name in ("KF_PIPELINES_ENDPOINT", "KFP_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MODEL_REGISTRY_TOKEN", "mr-token")
+    out_dir = tmp_path / "out"
+    namespace = "kubeflow-user-example-com"
+    with KfpStandin(token="nb-token", multi_user=True, namespaces=(namespace,)) as kfp, \
+            ModelRegistryStandin(token="mr-token") as registry:
         kfp.on_success = lambda run: register_like_the_pipeline(run, tmp_path)
         monkeypatch.setenv("KFP_HOST", kfp.url)
         monkeypatch.setenv("KFP_TOKEN", "nb-token")
         executed = papermill.execute_notebook(
             str(NOTEBOOK), str(tmp_path / "executed.ipynb"), cwd=str(REPO), kernel_name="python3",
             progress_bar=False, parameters={"PROFILE": "tiny", "OUT_DIR": str(out_dir), "POLL_S": 0,
-                                            "OVERRIDES": {"registry_uri": str(registry), "seed": 3}})
+                                            "REGISTRY": registry.url, "NAMESPACE": namespace,
+                                            "OVERRIDES": {"seed": 3}})
         (run,) = kfp.runs.values()
         (job,) = kfp.recurring_runs.values()
+        (version,) = registry.versions.values()
 
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/markdown", ""))
                      for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "Connected to Kubeflow Pipelines." in text and "SUCCEEDED done:" in text
     assert "| f1 | 73.00 |" in text  # read back from the registry record of the run
     assert run["runtime_config"]["parameters"]["max_steps"] == 4
+    assert run["service_account"] == job["service_account"] == "qa-pipeline"
+    assert version["name"] == run["run_id"]  # registered in the Model Registry, not on a pod's disk
+    assert {p["namespace"] for p in kfp.pipelines.values()} == {namespace}
     assert (job["trigger"]["cron_schedule"]["cron"], job["no_catchup"], job["max_concurrency"]) == \
         ("0 0 3 * * *", True, "1")
     (row,) = list(csv.DictReader((out_dir / "compare.csv").open()))
