@@ -2,11 +2,12 @@
 
 A stdlib `http.server` in a thread on 127.0.0.1 (random port) answering the endpoints that
 `kfp.Client` (kfp 2.17.3, kfp-server-api 2.17.3) calls for pipeline/cluster.py, with the
-paths and JSON field names of KFP's published v2beta1 API spec:
+paths and JSON field names of KFP's v2beta1 API, and the server's own checks, each citing
+where the KFP backend does it (master at 7b70c7b; the same at tag 2.5.0 where noted):
 
-    GET  /apis/v2beta1/healthz
-    GET  /apis/v2beta1/pipelines[?filter]              GET /apis/v2beta1/pipelines/{id}
-    POST /apis/v2beta1/pipelines/upload?name=          (multipart `uploadfile`)
+    GET  /apis/v2beta1/healthz                        (multi_user as configured)
+    GET  /apis/v2beta1/pipelines[?filter&namespace]    GET /apis/v2beta1/pipelines/{id}
+    POST /apis/v2beta1/pipelines/upload?name=&namespace=   (multipart `uploadfile`)
     POST /apis/v2beta1/pipelines/upload_version?name=&pipelineid=
     GET  /apis/v2beta1/pipelines/{id}/versions[?filter]   .../versions/{version_id}
     GET|POST /apis/v2beta1/experiments                 GET /apis/v2beta1/experiments/{id}
@@ -14,12 +15,16 @@ paths and JSON field names of KFP's published v2beta1 API spec:
     GET|POST /apis/v2beta1/recurringruns               GET|DELETE /apis/v2beta1/recurringruns/{id}
     POST /apis/v2beta1/recurringruns/{id}:enable | :disable
 
-Every request needs `Authorization: Bearer <token>` (401 otherwise). State lives in memory.
-Nothing executes: a run's tasks (the DAG tasks of its pipeline spec, in dependency order)
-finish one per `GET /runs/{id}`, and the run ends as `outcome` says: SUCCEEDED (then
-`on_success(run)` is called, which is where a test makes "the cluster" register metrics), or
-FAILED at a named task with an error message, as KFP reports an executor failure.
-What this cannot tell: Argo, the driver, caching, pod scheduling, real authorization rules.
+Every request needs `Authorization: Bearer <token>` (401 otherwise). In multi-user mode a
+request without a namespace is refused with 400 and one in a namespace the user may not act
+in with 403 (`KfpStandin._authorize`). Recurring runs: max_concurrency 1..10 and robfig/cron
+parsing (`create_recurring_run`). State lives in memory. Nothing executes: a run's tasks
+(the DAG tasks of its pipeline spec, in dependency order) finish one per `GET /runs/{id}`,
+reported as the Argo nodes KFP's persistence agent stores (`_advance`): no pod_name, no
+task error, no run error. The run ends as `outcome` says: SUCCEEDED (then `on_success(run)`
+is called, which is where a test makes "the cluster" register metrics), or FAILED in the
+executor of a named task after all its retries.
+What this cannot tell: Argo, the driver, caching, pod scheduling, the real RBAC of a profile.
 """
 
 from __future__ import annotations
