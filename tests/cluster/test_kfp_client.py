@@ -399,7 +399,7 @@ def test_the_standin_accepts_a_five_field_cron_as_the_server_does(kfp, client, p
 def test_max_concurrency_outside_what_kfp_accepts_is_refused_before_any_call(kfp, packages, capsys,
                                                                              max_concurrency):
     # before: 11+ went to the server, which answered 400 after the upload
-    assert main(["schedule", "--package", str(packages[0]), "--cron", "@daily", "--set",
+    assert main(["schedule", "--package", str(packages[0]), "--cron", "0 0 3 * * *", "--set",
                  f"registry_uri={kfp.registry.url}", "--max-concurrency", str(max_concurrency)]) == 2
     assert "KFP accepts 1 to 10" in capsys.readouterr().err and kfp.requests == []
 
