@@ -23,7 +23,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from components.qa.errors import InvalidInputError
 
@@ -199,4 +199,4 @@ def open_registry(uri: str, author: str) -> Registry:
             fix=f"Set registry_uri to the Model Registry service, e.g. {IN_CLUSTER_URI}, or a "
                 "file:// folder that outlives the run (kfp.local sets one under its pipeline root).",
             field="registry_uri")
-    return LocalRegistry(uri.removeprefix("file://"))
+    return LocalRegistry(unquote(urlparse(uri).path) if uri.startswith("file://") else uri)

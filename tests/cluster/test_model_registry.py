@@ -186,3 +186,10 @@ def test_serving_uri_takes_the_endpoint_of_the_s3_secret(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     assert serving_uri("minio://bucket/key/model") == \
         "s3://bucket/key/model?endpoint=https://s3.example.com&defaultRegion=eu-west-1"
+
+
+def test_a_file_uri_names_the_embedded_registry_folder(tmp_path):
+    folder = tmp_path / "with space" / "model-registry"
+    registry = open_registry(folder.as_uri(), "a")
+    register(registry)
+    assert (folder / "squad-qa" / "run-7.json").is_file()
