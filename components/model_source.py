@@ -53,9 +53,61 @@ def check_qa_model(path: str, reference: str) -> dict:
                                 "overflowing windows need one",
                                 fix="Use a model that ships tokenizer.json.", record=reference,
                                 field="model")
+    weights = check_weights(Path(path), reference)
     return {"model_type": config.model_type,
             "max_position_embeddings": getattr(config, "max_position_embeddings", None),
-            "tokenizer": type(tokenizer).__name__}
+            "tokenizer": type(tokenizer).__name__, "weights": weights,
+            "attention": supported_attention(config)}
+
+
+def check_weights(folder: Path, reference: str) -> list[str]:
+    """Read every tensor of every weight file once, so a file cut short or corrupted fails
+    here (a CPU step) rather than as a raw SafetensorError in fine-tune on a GPU; returns
+    the weight files' names. One tensor is in memory at a time."""
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    if not files:
+        raise InvalidInputError(f"no weights (*.safetensors or pytorch_model*.bin) in {folder}",
+                                fix="Give a save_pretrained directory with its weights, or a Hub "
+                                    "id whose repository has safetensors weights.",
+                                record=reference, field="model")
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        import json
+
+        missing = sorted(set(json.loads(index.read_text())["weight_map"].values())
+                         - {f.name for f in files})
+        if missing:
+            raise InvalidInputError(f"weight shard(s) {missing} listed in {index.name} are missing",
+                                    fix="Copy or download the model again, all shards included.",
+                                    source=str(index), record=reference, field="model")
+    for file in files:
+        try:
+            if file.suffix == ".safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(file), framework="pt") as f:
+                    for key in f.keys():
+                        f.get_tensor(key)
+            else:
+                import torch
+
+                torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as e:  # SafetensorError, RuntimeError, pickle errors: all mean unreadable
+            raise InvalidInputError(
+                f"the weights cannot be read ({type(e).__name__}: {e}); the file is cut short or "
+                f"corrupt ({file.stat().st_size:,} bytes)", source=str(file), record=reference,
+                field="model",
+                fix="Download or copy the model again (check free disk space); for a Hub model "
+                    "pin model_revision to a commit whose files are complete.") from None
+    return [f.name for f in files]
+
+
+def supported_attention(config) -> str:
+    """The attention kernel fine-tune will use: sdpa where the model class has it, else eager
+    (DeBERTa has no sdpa); decided here, on a CPU, from the config alone."""
+    from components.qa.training import attention_for
+
+    return attention_for(config)
 
 
 def snapshot_model(reference: str, revision: str, target: str) -> dict:
