@@ -15,9 +15,9 @@ from components.qa.features import (REQUIRED_COLUMNS, as_arrow, prepare_train_fe
 from components.qa.squad_io import fingerprint
 
 
-# context characters tokenized at once. The tokenizer's Python output costs about 1 kB per
-# context character, so this bounds preprocessing memory whatever the input (a SQuAD batch of
-# 1000 examples has about 750k characters: one call, as before).
+# context characters tokenized at once. The tokenizer's Python output costs about 150-350
+# bytes per context character (bench/preprocess_memory.py), so this bounds preprocessing memory
+# whatever the batch (a SQuAD batch of 1000 examples has about 750k characters: one call).
 BATCH_CONTEXT_CHARS = 1_000_000
 
 

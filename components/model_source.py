@@ -122,16 +122,21 @@ def snapshot_model(reference: str, revision: str, target: str) -> dict:
         resolved = "local"
     else:
         from huggingface_hub import model_info, snapshot_download
+
+        from components.qa.squad_io import hub_offline, offline_fix
+
+        attempts = 1 if hub_offline() else 4
         try:  # resolve the revision to a commit first, so the snapshot is pinned
             resolved = with_retries(lambda: model_info(reference, revision=revision or None).sha,
-                                    f"resolving {reference}")
+                                    f"resolving {reference}", attempts=attempts)
             with_retries(lambda: snapshot_download(reference, revision=resolved, local_dir=target,
                                                    allow_patterns=list(MODEL_FILES)),
-                         f"downloading {reference}")
+                         f"downloading {reference}", attempts=attempts)
         except Exception as e:  # Hub errors come in many types; the message is what helps
             raise InvalidInputError(f"could not download the model: {e}",
-                                    fix="Check the model id and revision, the network and "
-                                        "HF_TOKEN (from a Kubernetes secret).", record=reference,
+                                    fix=offline_fix("model") if attempts == 1 else
+                                    "Check the model id and revision, the network and "
+                                    "HF_TOKEN (from a Kubernetes secret).", record=reference,
                                     field="model") from None
         shutil.rmtree(Path(target) / ".cache", ignore_errors=True)
     info = check_qa_model(target, reference)

@@ -10,8 +10,11 @@ Sources, all resolved per split name:
 
 SQuAD JSON is the nested official layout (data > paragraphs > qas); JSON Lines
 and Parquet hold the flat columns id, title, context, question, answers.
-Every record is checked here, before any GPU time is spent, and a bad one is
-named by file, record and field.
+Every record, in every format, is checked here by the same rules (`check_row`: a
+value of the wrong type is rejected, never converted), before any GPU time is spent,
+and a bad one is named by file, record (id, line or row) and field. Files and URIs
+are read here through fsspec; only Hub ids go through `datasets.load_dataset`, so
+Hub offline mode concerns Hub ids alone.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ SQUAD_FEATURES = datasets.Features({
 })
 FLAT_SUFFIXES = (".jsonl", ".parquet")
 # the longest context or question accepted (characters); a pipeline parameter. Preprocessing
-# memory grows with the longest record (~1 kB per context character in the tokenizer's Python
-# output), so an absurd record is refused when it is read instead of exhausting a pod.
+# memory grows with the longest record (150-350 bytes per context character: 180 MB for 1M,
+# bench/preprocess_memory.py), so an absurd record is refused when it is read, not in a pod.
 MAX_CONTEXT_CHARS = 1_000_000
 LAYOUT_FIX = ("Follow the SQuAD layout: data > paragraphs > {context, qas > {id, question, answers > "
               "{text, answer_start}}}; JSON Lines and Parquet rows hold id, title, context, question, "
@@ -129,8 +132,8 @@ def check_row(row: dict, source: str, record: str, *, answer_field: Callable[[in
                 f"the {field} has {len(text):,} characters, above max_context_chars="
                 f"{max_context_chars:,}", source=source, record=record, field=field,
                 fix="Split the passage into smaller contexts, or raise the max_context_chars "
-                    "parameter (preprocessing needs about 1 kB of memory per character of the "
-                    "longest context).")
+                    "parameter (preprocessing needs about 200 MB of memory per million "
+                    "characters of the longest context).")
     answers = _require(row.get("answers"), dict, source, record, "answers")
     texts = _require(answers.get("text"), list, source, record, answer_field(-1, "text"))
     starts = _require(answers.get("answer_start"), list, source, record,
@@ -273,12 +276,22 @@ def _find_split_files(source: str, split: str) -> tuple[Any, list[str], str]:
         source=source, field="split" if "{split}" in source else None)
 
 
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE is set: a Hub read fails at once and retrying cannot help."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def offline_fix(what: str) -> str:
+    return (f"HF_HUB_OFFLINE=1 is set and the {what} is not in the local cache: unset it (and "
+            f"HF_DATASETS_OFFLINE) where the Hub is reachable, or use a local or s3:// copy.")
+
+
 def _hub_rows(source: str, split: str, config: str | None, revision: str | None,
               max_context_chars: int) -> Iterator[dict]:
     """A Hub dataset's rows, checked by the same rules as a file's (`row N`, 1-based)."""
-    from huggingface_hub import constants
-
-    offline = constants.HF_HUB_OFFLINE
+    offline = hub_offline()
     try:
         dataset = with_retries(lambda: datasets.load_dataset(
             source, config or None, split=split, revision=revision or None), f"loading {source}",
@@ -286,9 +299,7 @@ def _hub_rows(source: str, split: str, config: str | None, revision: str | None,
     except Exception as e:  # the Hub client raises many types; the message is what helps
         raise InvalidInputError(
             f"could not load Hub dataset split {split!r}: {type(e).__name__}: {e}",
-            fix=("HF_HUB_OFFLINE=1 is set and the dataset is not in the local cache: unset it (and "
-                 "HF_DATASETS_OFFLINE) where the Hub is reachable, or use a file or s3:// copy."
-                 if offline else "Check the dataset id, config, split and revision, the network, "
+            fix=(offline_fix("dataset") if offline else "Check the dataset id, config, split and revision, the network, "
                  "and HF_TOKEN (Kubernetes Secret CompileSettings.hf_token_secret, default "
                  "`hf-token`) for a gated or private dataset."), source=source) from None
     for n, row in enumerate(dataset, start=1):
