@@ -226,18 +226,19 @@ def _parquet_rows(fs, path: str, max_context_chars: int) -> Iterator[dict]:
     """Parquet rows in batches of 1000, with the values exactly as stored."""
     import pyarrow.parquet as pq
 
-    try:
-        parquet = pq.ParquetFile(fs.open(path, "rb"))
-    except Exception as e:  # pyarrow says ArrowInvalid for anything it cannot parse
-        raise InvalidInputError(f"not a Parquet file ({type(e).__name__}: {e})",
-                                fix="Write the file with pyarrow/pandas `to_parquet`.",
-                                source=path) from None
-    n = 0
-    for batch in parquet.iter_batches(batch_size=1000):
-        for row in batch.to_pylist():
-            n += 1
-            yield check_row(row, path, f"row {n}", answer_field=_flat_answer_field,
-                            max_context_chars=max_context_chars)
+    with fs.open(path, "rb") as f:
+        try:
+            parquet = pq.ParquetFile(f)
+        except Exception as e:  # pyarrow says ArrowInvalid for anything it cannot parse
+            raise InvalidInputError(f"not a Parquet file ({type(e).__name__}: {e})",
+                                    fix="Write the file with pyarrow/pandas `to_parquet`.",
+                                    source=path) from None
+        n = 0
+        for batch in parquet.iter_batches(batch_size=1000):
+            for row in batch.to_pylist():
+                n += 1
+                yield check_row(row, path, f"row {n}", answer_field=_flat_answer_field,
+                                max_context_chars=max_context_chars)
 
 
 def _resolve_split_files(source: str, split: str) -> tuple[Any, list[str], str]:
@@ -299,9 +300,10 @@ def _hub_rows(source: str, split: str, config: str | None, revision: str | None,
     except Exception as e:  # the Hub client raises many types; the message is what helps
         raise InvalidInputError(
             f"could not load Hub dataset split {split!r}: {type(e).__name__}: {e}",
-            fix=(offline_fix("dataset") if offline else "Check the dataset id, config, split and revision, the network, "
-                 "and HF_TOKEN (Kubernetes Secret CompileSettings.hf_token_secret, default "
-                 "`hf-token`) for a gated or private dataset."), source=source) from None
+            fix=offline_fix("dataset") if offline else (
+                "Check the dataset id, config, split and revision, the network, and HF_TOKEN "
+                "(Kubernetes Secret CompileSettings.hf_token_secret, default `hf-token`) for a "
+                "gated or private dataset."), source=source) from None
     for n, row in enumerate(dataset, start=1):
         yield check_row(row, source, f"row {n}", answer_field=_flat_answer_field,
                         max_context_chars=max_context_chars)
