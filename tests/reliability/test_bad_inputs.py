@@ -240,6 +240,16 @@ def test_bad_record_is_rejected_by_the_same_rule_in_every_format(tmp_path, fmt, 
     assert e.fix and str(path) in str(e)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_max_context_chars_is_a_limit_the_user_can_raise(tmp_path, fmt):
+    rows = rows_with(setter("context", BASE_ROWS[1]["context"] + " pad" * 200), 1)
+    path = write_split(tmp_path, fmt, rows)
+    with pytest.raises(InvalidInputError, match="raise the max_context_chars"):
+        load_split(str(path), "train", max_context_chars=1000)
+    assert len(load_split(str(path), "train", max_context_chars=2000)) == 3
+    assert profile_parameters("tiny", {"max_context_chars": 2000})["max_context_chars"] == 2000
+
+
 def test_an_answer_start_string_is_never_coerced_in_json_lines(tmp_path):
     """The issue's case: `answer_start: ["82"]` used to load as 82 from JSON Lines."""
     rows = rows_with(answer_setter("answer_start", "82"), 0)
@@ -493,6 +503,7 @@ PARAM_CASES = [
     ({"answer_policy": "ignore"}, "answer_policy"), ({"precision": "fp8"}, "precision"),
     ({"min_f1": 101}, "min_f1"), ({"n_best": 0}, "n_best"), ({"max_train_samples": -1}, "max_train_samples"),
     ({"learning_rate": "fast"}, "valid float"), ({"no_such": 1}, "unknown parameter"),
+    ({"max_context_chars": 0}, "max_context_chars"),
 ]
 
 
