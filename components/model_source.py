@@ -41,13 +41,14 @@ def check_qa_model(path: str, reference: str) -> dict:
     from transformers import AutoConfig, AutoTokenizer
     from transformers.models.auto.modeling_auto import MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES
 
-    config = AutoConfig.from_pretrained(path)
+    config = _loaded("config", lambda: AutoConfig.from_pretrained(path), f"{path}/config.json",
+                     reference)
     if config.model_type not in MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES:
         raise InvalidInputError(
             f"model type {config.model_type!r} has no extractive question-answering head",
             fix="Use an encoder that AutoModelForQuestionAnswering supports (BERT, DistilBERT, "
                 "RoBERTa, ELECTRA, DeBERTa, ...).", record=reference, field="model")
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = _loaded("tokenizer", lambda: AutoTokenizer.from_pretrained(path), path, reference)
     if not tokenizer.is_fast:
         raise InvalidInputError("the tokenizer is not a fast (Rust) tokenizer; offsets and "
                                 "overflowing windows need one",
@@ -58,6 +59,19 @@ def check_qa_model(path: str, reference: str) -> dict:
             "max_position_embeddings": getattr(config, "max_position_embeddings", None),
             "tokenizer": type(tokenizer).__name__, "weights": weights,
             "attention": supported_attention(config)}
+
+
+def _loaded(what: str, load, where: str, reference: str):
+    """`load()`, or one InvalidInputError naming the files when they are missing or broken."""
+    try:
+        return load()
+    except InvalidInputError:
+        raise
+    except Exception as e:  # json, tokenizers and transformers errors: all mean unreadable
+        raise InvalidInputError(f"the {what} cannot be loaded ({type(e).__name__}: {str(e)[:300]})",
+                                fix="Copy or download the model again, its config.json and "
+                                    "tokenizer files included.", source=where, record=reference,
+                                field="model") from None
 
 
 def check_weights(folder: Path, reference: str) -> list[str]:

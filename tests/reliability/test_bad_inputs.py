@@ -561,6 +561,8 @@ WEIGHT_CASES = {  # name: (damage, expected message part)
     "no weight file": (_drop_weights, "no weights"),
     "a shard listed in the index is missing": (_index_with_missing_shard, "model-00002-of-00002.safetensors"),
     "pytorch_model.bin unreadable": (_bad_bin, "cut short or corrupt"),
+    "config.json cut short": (lambda d: _cut(d / "config.json", 40), "the config cannot be loaded"),
+    "tokenizer.json cut short": (lambda d: _cut(d / "tokenizer.json", 1000), "the tokenizer cannot be loaded"),
 }
 
 
