@@ -41,6 +41,8 @@ def check_qa_model(path: str, reference: str) -> dict:
     from transformers import AutoConfig, AutoTokenizer
     from transformers.models.auto.modeling_auto import MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES
 
+    from components.qa.training import attention_for
+
     config = _loaded("config", lambda: AutoConfig.from_pretrained(path), f"{path}/config.json",
                      reference)
     if config.model_type not in MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES:
@@ -58,7 +60,7 @@ def check_qa_model(path: str, reference: str) -> dict:
     return {"model_type": config.model_type,
             "max_position_embeddings": getattr(config, "max_position_embeddings", None),
             "tokenizer": type(tokenizer).__name__, "weights": weights,
-            "attention": supported_attention(config)}
+            "attention": attention_for(config)}  # what fine-tune will use: sdpa, or eager (DeBERTa)
 
 
 def _loaded(what: str, load, where: str, reference: str):
@@ -88,8 +90,9 @@ def check_weights(folder: Path, reference: str) -> list[str]:
     if index.exists():
         import json
 
-        missing = sorted(set(json.loads(index.read_text())["weight_map"].values())
-                         - {f.name for f in files})
+        shards = _loaded("weight index", lambda: json.loads(index.read_text())["weight_map"].values(),
+                         str(index), reference)
+        missing = sorted(set(shards) - {f.name for f in files})
         if missing:
             raise InvalidInputError(f"weight shard(s) {missing} listed in {index.name} are missing",
                                     fix="Copy or download the model again, all shards included.",
@@ -114,14 +117,6 @@ def check_weights(folder: Path, reference: str) -> list[str]:
                 fix="Download or copy the model again (check free disk space); for a Hub model "
                     "pin model_revision to a commit whose files are complete.") from None
     return [f.name for f in files]
-
-
-def supported_attention(config) -> str:
-    """The attention kernel fine-tune will use: sdpa where the model class has it, else eager
-    (DeBERTa has no sdpa); decided here, on a CPU, from the config alone."""
-    from components.qa.training import attention_for
-
-    return attention_for(config)
 
 
 def snapshot_model(reference: str, revision: str, target: str) -> dict:
