@@ -422,6 +422,20 @@ def test_https_missing_file_and_unreachable_host(http_root, no_backoff):
         load_split("http://127.0.0.1:9/{split}.jsonl", "train")
 
 
+def test_hub_rows_follow_the_same_rules(monkeypatch):
+    """A Hub dataset whose answer_start column holds strings (what the Hub client returns is
+    stood in by a local Dataset: the Hub is unreachable here) is rejected by row, not cast."""
+    import datasets
+
+    rows = rows_with(answer_setter("answer_start", "82"), None)
+    monkeypatch.setattr(squad_io.datasets, "load_dataset",
+                        lambda *args, **kwargs: datasets.Dataset.from_list(rows))
+    with pytest.raises(InvalidInputError) as err:
+        load_split("some-org/some-squad", "train")
+    assert err.value.source == "some-org/some-squad" and err.value.record.startswith("row 1, id ")
+    assert err.value.field == "answers.answer_start[0]" and "got str ('82')" in err.value.problem
+
+
 def test_hub_id_offline_with_an_empty_cache_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(InvalidInputError, match="HF_HUB_OFFLINE=1 is set and the dataset is not in"):
