@@ -250,6 +250,13 @@ def test_max_context_chars_is_a_limit_the_user_can_raise(tmp_path, fmt):
     assert profile_parameters("tiny", {"max_context_chars": 2000})["max_context_chars"] == 2000
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])  # SQuAD JSON pairs text and start per answer
+def test_answer_texts_and_starts_of_different_lengths(tmp_path, fmt):
+    rows = rows_with(lambda row: row["answers"]["answer_start"].pop(), 1)
+    with pytest.raises(InvalidInputError, match=r"field 'answers': 3 answer texts but 2 answer_start"):
+        load_split(str(write_split(tmp_path, fmt, rows)), "train")
+
+
 def test_an_answer_start_string_is_never_coerced_in_json_lines(tmp_path):
     """The issue's case: `answer_start: ["82"]` used to load as 82 from JSON Lines."""
     rows = rows_with(answer_setter("answer_start", "82"), 0)
