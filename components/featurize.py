@@ -15,11 +15,36 @@ from components.qa.features import (REQUIRED_COLUMNS, as_arrow, prepare_train_fe
 from components.qa.squad_io import fingerprint
 
 
+# context characters tokenized at once. The tokenizer's Python output costs about 150-350
+# bytes per context character (bench/preprocess_memory.py), so this bounds preprocessing memory
+# whatever the batch (a SQuAD batch of 1000 examples has about 750k characters: one call).
+BATCH_CONTEXT_CHARS = 1_000_000
+
+
 def arrow_features(examples: dict[str, list], split: str, **kwargs) -> pa.Table:
-    """The feature builder of `split`, returning a typed Arrow table (`as_arrow`)."""
-    if split == "validation":
-        return validation_features_table(examples, **kwargs)
-    return as_arrow(prepare_train_features(examples, **kwargs))
+    """The feature builder of `split`, returning a typed Arrow table (`as_arrow`), run on
+    slices of the batch of at most BATCH_CONTEXT_CHARS context characters (a longer
+    context alone): only the compact Arrow result of the whole batch is kept."""
+    tables = [validation_features_table(part, **kwargs) if split == "validation"
+              else as_arrow(prepare_train_features(part, **kwargs))
+              for part in _slices(examples, BATCH_CONTEXT_CHARS)]
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _slices(examples: dict[str, list], max_chars: int) -> list[dict[str, list]]:
+    """`examples` cut into consecutive slices of at most `max_chars` context characters."""
+    bounds, total = [0], 0
+    for i, context in enumerate(examples.get("context", [])):
+        size = len(context) if isinstance(context, str) else 0
+        if total and total + size > max_chars:
+            bounds.append(i)
+            total = 0
+        total += size
+    if len(bounds) == 1:
+        return [examples]
+    bounds.append(len(examples["context"]))
+    return [{name: column[a:b] for name, column in examples.items()}
+            for a, b in zip(bounds, bounds[1:])]
 
 
 def map_features(examples: datasets.Dataset, tokenizer, split: str, max_length: int,
@@ -47,15 +72,25 @@ def map_features(examples: datasets.Dataset, tokenizer, split: str, max_length: 
 
 
 def featurize(data_path: str, model_path: str, out_path: str, split: str,
-              max_length: int, doc_stride: int) -> dict:
-    """Build unpadded features for `split` and save them as Arrow; return artifact metadata."""
+              max_length: int, doc_stride: int, source: str | None = None) -> dict:
+    """Build unpadded features for `split` and save them as Arrow; return artifact metadata.
+
+    A bad record is reported in `source` (the user's file, from the dataset artifact's
+    metadata), else in `data_path`."""
     examples = datasets.load_from_disk(data_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     limit = tokenizer.model_max_length
     if max_length > limit:
         raise InvalidInputError(f"max_length={max_length} exceeds the model's limit of {limit} tokens",
                                 fix=f"Lower max_length to at most {limit}.", field="max_length")
-    features = map_features(examples, tokenizer, split, max_length, doc_stride, keep_in_memory=True)
+    try:
+        features = map_features(examples, tokenizer, split, max_length, doc_stride,
+                                keep_in_memory=True)
+    except InvalidInputError as e:
+        if e.source:
+            raise
+        raise InvalidInputError(e.problem, fix=e.fix, source=source or data_path, record=e.record,
+                                field=e.field) from None
     with published(out_path) as tmp:
         features.save_to_disk(tmp)
     lengths = [len(ids) for ids in features["input_ids"]]

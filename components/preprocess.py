@@ -13,7 +13,8 @@ def preprocess_train(
     from components.featurize import featurize
 
     train_features.metadata.update(featurize(train_data.path, base_model.path, train_features.path,
-                                             "train", max_length, doc_stride))
+                                             "train", max_length, doc_stride,
+                                             source=train_data.metadata.get("file")))
     print(f"train features: {train_features.metadata}", flush=True)
 
 
@@ -28,5 +29,6 @@ def preprocess_validation(
 
     validation_features.metadata.update(featurize(validation_data.path, base_model.path,
                                                   validation_features.path, "validation",
-                                                  max_length, doc_stride))
+                                                  max_length, doc_stride,
+                                                  source=validation_data.metadata.get("file")))
     print(f"validation features: {validation_features.metadata}", flush=True)

