@@ -226,22 +226,26 @@ class QACollator:
 
     `max_length=None`: pad to the longest feature of the batch, rounded up to
     `pad_to_multiple_of`. An int: pad every batch to it (the baseline).
+
+    Always on the right, whatever the tokenizer's `padding_side`: the start/end labels
+    count tokens from the first stored one, so padding inserted before it would move
+    every token off its label (a left-padding RoBERTa trained on "The American" for
+    "Denver Broncos"). Inference (`predict_logits`) right-pads too, so the model sees
+    the same positions in training and in evaluation.
     """
 
     tokenizer: Any
     pad_to_multiple_of: int | None = 8
     max_length: int | None = None
 
-    def __post_init__(self):
-        from transformers import DataCollatorWithPadding
-
-        self._pad = DataCollatorWithPadding(
-            self.tokenizer, padding="max_length" if self.max_length else "longest",
-            max_length=self.max_length,
-            pad_to_multiple_of=None if self.max_length else self.pad_to_multiple_of)
-
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return self._pad([{k: v for k, v in row.items() if k != LENGTH_COLUMN} for row in rows])
+        from transformers.data.data_collator import pad_without_fast_tokenizer_warning
+
+        return pad_without_fast_tokenizer_warning(
+            self.tokenizer, [{k: v for k, v in row.items() if k != LENGTH_COLUMN} for row in rows],
+            padding="max_length" if self.max_length else "longest", max_length=self.max_length,
+            pad_to_multiple_of=None if self.max_length else self.pad_to_multiple_of,
+            padding_side="right", return_tensors="pt")
 
 
 def load_qa_model(model_name_or_path: str, attn_implementation: str = "sdpa"):
