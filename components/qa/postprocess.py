@@ -22,8 +22,10 @@ How a prediction is chosen, per example:
    Order, which is deterministic: higher score first; equal scores go to the earlier
    window, then the smaller start token, then the smaller end token. Ties at the top-k
    cut of a window's start or end logits keep the smaller token positions.
-3. The answer is the first of that list: context[offsets[start][0]:offsets[end][1]].
-   `probability` is a softmax over the scores of the n-best list.
+3. The answer is the first of that list: context[offsets[start][0]:offsets[end][1]],
+   stripped of whitespace at both edges (SentencePiece offsets include the space before
+   a word), `start`/`end` moved with it (tokens of whitespace only are masked in
+   step 1, so no answer is empty). `probability` is a softmax over the scores of the n-best list.
 4. SQuAD v2.0: the null score of an example is the MIN over its windows of
    start_logits[cls_index] + end_logits[cls_index] (the window most sure that there is
    an answer decides). The answer is "" when null_score > best_span_score +
@@ -131,12 +133,20 @@ def postprocess_predictions(
         null_score = _null_scores(feats, feature_example, len(example_ids),
                                   start_logits, end_logits)
 
-    # (F, L) logits with everything that cannot start or end an answer at -inf
+    # (F, L) logits with everything that cannot start or end an answer at -inf: tokens
+    # outside the context, and tokens of whitespace only (SentencePiece's lone "▁")
+    blanks = _Whitespace(contexts)
+    answerable = feats.in_context.copy()
+    tokens = np.flatnonzero(answerable)  # flat, row-major
+    token_feature = np.repeat(np.arange(num_features), feats.lengths)[tokens]
+    position = tokens - feats.row_start[token_feature]
+    answerable[tokens[blanks.blank(feature_example[token_feature],
+                                   *feats.span_chars(token_feature, position, position))]] = False
     if (feats.lengths == width).all():
-        valid = feats.in_context.reshape(num_features, width)
+        valid = answerable.reshape(num_features, width)
     else:
         valid = np.zeros((num_features, width), dtype=bool)
-        valid[np.arange(width) < feats.lengths[:, None]] = feats.in_context  # row-major order
+        valid[np.arange(width) < feats.lengths[:, None]] = answerable  # row-major order
     start = np.where(valid, start_logits, -np.inf)
     end = np.where(valid, end_logits, -np.inf)
 
@@ -149,7 +159,8 @@ def postprocess_predictions(
     rank = np.arange(len(example)) - np.repeat(first, np.diff(np.r_[first, len(example)]))
     order, example = order[rank < n_best], example[rank < n_best]
     feature, score = feature[order], score[order]
-    char_start, char_end = feats.span_chars(feature, tok_start[order], tok_end[order])
+    char_start, char_end = blanks.strip(example, *feats.span_chars(feature, tok_start[order],
+                                                                   tok_end[order]))
     with _collector_paused():
         return _predictions(example_ids, contexts, example, score, char_start, char_end,
                             null_score if version_2_with_negative else None,
@@ -276,6 +287,49 @@ def _example_order(example: np.ndarray, score: np.ndarray,
     # their blocks are contiguous and stay in place: sort within them
     order[several] = several[np.lexsort((-score[several], example[several]))]
     return order
+
+
+class _Whitespace:
+    """Where the contexts hold whitespace, as flat arrays over all their characters.
+
+    SentencePiece/Metaspace tokenizers (XLM-R, ALBERT, T5) give a "▁word" token the
+    offsets of " word", and some tokens are a lone "▁": an answer must neither start
+    nor end on whitespace (the official evaluation strips it; a served answer must too).
+    """
+
+    # every code point str.strip() removes; the highest is U+3000
+    TABLE = np.array([chr(c).isspace() for c in range(0x3001)])
+
+    def __init__(self, contexts: list[str]):
+        unique: dict[str, int] = {}  # SQuAD asks several questions per context
+        which = np.fromiter((unique.setdefault(c, len(unique)) for c in contexts),
+                            dtype=np.int64, count=len(contexts))
+        codes = np.frombuffer("".join(unique).encode("utf-32-le"), dtype=np.uint32)
+        self.space = np.zeros(len(codes) + 1, dtype=bool)  # a slot past the end, not a space
+        low = codes <= 0x3000
+        self.space[:-1][low] = self.TABLE[codes[low]]
+        self.nonspace = np.r_[0, np.cumsum(~self.space[:-1])]  # (C + 1,) running count
+        first = np.r_[0, np.cumsum([len(c) for c in unique])]  # first char of each context
+        self.base = first[which]  # (E,) of each example's context
+
+    def blank(self, example: np.ndarray, char_start: np.ndarray,
+              char_end: np.ndarray) -> np.ndarray:
+        """Whether each span context[start:end] of its example is whitespace only."""
+        base = self.base[example]
+        return self.nonspace[base + char_end] == self.nonspace[base + char_start]
+
+    def strip(self, example: np.ndarray, char_start: np.ndarray,
+              char_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The spans' bounds moved inward past whitespace at either edge."""
+        base = self.base[example]
+        lo, hi = base + char_start, base + char_end
+        while True:  # as many rounds as the longest edge whitespace run (usually one)
+            head = self.space[lo] & (lo < hi)
+            lo = lo + head
+            tail = self.space[hi - 1] & (lo < hi)
+            hi = hi - tail
+            if not (head.any() or tail.any()):
+                return lo - base, hi - base
 
 
 @contextmanager

@@ -92,3 +92,70 @@ def test_collated_batches_keep_labels_on_the_answer(tokenizer_family_dirs, famil
             n = len(f["input_ids"])
             assert batch["input_ids"][j, :n].tolist() == f["input_ids"]
             assert batch["attention_mask"][j].tolist() == [1] * n + [0] * (width - n)
+
+
+# --------------------------------------------------------------------------------------
+# SentencePiece/Metaspace offsets include the space before a word: answers are stripped
+
+
+def validation_examples(count: int = 24) -> datasets.Dataset:
+    return datasets.Dataset.from_list(sample_rows(count, skip=40))
+
+
+@pytest.mark.parametrize("family", ["xlmr", "roberta", "bert-cased"])
+def test_gold_spans_come_back_without_edge_spaces(tokenizer_family_dirs, family):
+    """Logits that point at the tokens covering each gold answer give the gold answer back,
+    with no space at its edges, and start/end that cut exactly it out of the context."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from components.qa.features import prepare_validation_features
+    from components.qa.postprocess import postprocess_predictions
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_family_dirs[family])
+    examples = validation_examples()
+    features = prepare_validation_features(examples.to_dict(), tokenizer, max_length=256,
+                                           doc_stride=64)
+    width = max(map(len, features["input_ids"]))
+    start = np.zeros((len(features["input_ids"]), width), dtype=np.float32)
+    end = np.zeros_like(start)
+    answers = {row["id"]: row["answers"] for row in examples}
+    for f, (example_id, offsets) in enumerate(zip(features["example_id"],
+                                                  features["offset_mapping"])):
+        first = answers[example_id]["answer_start"][0]
+        last = first + len(answers[example_id]["text"][0])
+        tokens = [i for i, o in enumerate(offsets) if o is not None and o[0] < last and o[1] > first]
+        if tokens:
+            start[f, tokens[0]] = end[f, tokens[-1]] = 10.0
+    predictions = postprocess_predictions(examples, datasets.Dataset.from_dict(features),
+                                          start, end)
+    contexts = {row["id"]: row["context"] for row in examples}
+    texts = [p["text"] for p in predictions.values()]
+    assert [t for t in texts if t != t.strip()] == []
+    assert all(contexts[i][p["start"]:p["end"]] == p["text"] for i, p in predictions.items())
+    exact = sum(p["text"] == answers[i]["text"][0] for i, p in predictions.items())
+    assert exact >= len(texts) - 4  # token boundaries widen a few ("1990" in "1990s")
+
+
+def test_a_sentencepiece_model_predicts_no_edge_spaces(tokenizer_family_dirs):
+    """The whole evaluation path (features, forward pass, post-processing, scoring) with an
+    XLM-R-style model: its answers start on "▁word" tokens, whose offsets hold the space."""
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from components.featurize import map_features
+    from components.qa.inference import evaluate_qa_model
+
+    path = tokenizer_family_dirs["xlmr"]
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    examples = validation_examples()
+    features = map_features(examples, tokenizer, "validation", 256, 64)
+    raw = [(o[0], o[1]) for offsets in features["offset_mapping"] for o in offsets if o]
+    context = examples[0]["context"]
+    assert sum(context[a:a + 1] == " " for a, _ in raw if a < len(context)) > 0  # the trap is there
+    model = AutoModelForQuestionAnswering.from_pretrained(path)
+    metrics, predictions = evaluate_qa_model(model, examples, features, batch_size=16)
+    texts = [p["text"] for p in predictions.values()]
+    assert len(texts) == 24 and all(texts)
+    assert [t for t in texts if t != t.strip()] == []
+    assert all(c["text"] == c["text"].strip() for p in predictions.values() for c in p["n_best"])
+    assert metrics["num_examples"] == 24
