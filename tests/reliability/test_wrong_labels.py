@@ -159,3 +159,165 @@ def test_a_sentencepiece_model_predicts_no_edge_spaces(tokenizer_family_dirs):
     assert [t for t in texts if t != t.strip()] == []
     assert all(c["text"] == c["text"].strip() for p in predictions.values() for c in p["n_best"])
     assert metrics["num_examples"] == 24
+
+
+# --------------------------------------------------------------------------------------
+# SQuAD v1.1 or v2.0: decided once at download, recorded, and a split of no answers refused
+
+FORMATS = ("json", "jsonl", "parquet")
+
+
+def write_split(folder: Path, split: str, rows: list[dict], fmt: str,
+                version: str | None = None) -> None:
+    """`rows` as {split}.json (nested SQuAD; `version` only if given), .jsonl or .parquet."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "json":
+        doc = {"data": [{"title": row["title"], "paragraphs": [{"context": row["context"], "qas": [
+            {"id": row["id"], "question": row["question"],
+             "answers": [{"text": t, "answer_start": a} for t, a in
+                         zip(row["answers"]["text"], row["answers"]["answer_start"])]}]}]}
+            for row in rows]}
+        if version is not None:
+            doc["version"] = version
+        (folder / f"{split}.json").write_text(json.dumps(doc), encoding="utf-8")
+    elif fmt == "jsonl":
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows),
+                                               encoding="utf-8")
+    else:
+        datasets.Dataset.from_list(rows).to_parquet(str(folder / f"{split}.parquet"))
+
+
+def unanswered(rows: list[dict]) -> list[dict]:
+    return [dict(r, answers={"text": [], "answer_start": []}) for r in rows]
+
+
+def run_download(tmp_path: Path, source: Path, model_dir: str):
+    from kfp import dsl
+
+    from components.download import download
+
+    out = {name: kind(uri=str(tmp_path / "out" / name)) for name, kind in
+           (("train_data", dsl.Dataset), ("validation_data", dsl.Dataset),
+            ("base_model", dsl.Model))}
+    download(dataset=str(source), dataset_config="", dataset_revision="", train_split="train",
+             validation_split="validation", max_train_samples=0, max_eval_samples=0,
+             answer_policy="error", model=model_dir, model_revision="", **out)
+    return out
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_training_split_without_answers_is_refused(tmp_path, tokenizer_family_dirs, fmt):
+    from components.qa.errors import InvalidInputError
+
+    rows = sample_rows(12)
+    write_split(tmp_path / "src", "train", unanswered(rows), fmt)  # no "version": not v1.1
+    write_split(tmp_path / "src", "validation", rows[:4], fmt)
+    with pytest.raises(InvalidInputError) as err:
+        run_download(tmp_path, tmp_path / "src", tokenizer_family_dirs["bert-cased"])
+    message = str(err.value)
+    assert f"train.{fmt}" in message and "split 'train'" in message
+    assert "none of the 12 training questions has an answer" in message
+    assert "qas[].answers" in message  # the fix
+    assert not (tmp_path / "out" / "train_data").exists()  # nothing published
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_data_taken_as_v2_says_so_in_log_and_metadata(tmp_path, tokenizer_family_dirs, fmt,
+                                                      capsys):
+    rows = sample_rows(12)
+    train = rows[:7] + unanswered(rows[7:10])
+    validation = rows[10:12]  # all answered: the version still comes from the dataset
+    write_split(tmp_path / "src", "train", train, fmt)
+    write_split(tmp_path / "src", "validation", validation, fmt)
+    out = run_download(tmp_path, tmp_path / "src", tokenizer_family_dirs["bert-cased"])
+    log = capsys.readouterr().out
+    assert "train: taken as SQuAD v2.0: 3 of 10 questions unanswerable" in log
+    assert "validation: taken as SQuAD v2.0: 0 of 2 questions unanswerable" in log
+    for name, unanswerable in (("train_data", 3), ("validation_data", 0)):
+        assert out[name].metadata["squad_version"] == "v2.0"
+        assert out[name].metadata["unanswerable"] == unanswerable
+
+
+@pytest.mark.parametrize("declared,expected", [("v2.0", "v2.0"), ("1.1", "v1.1"), (None, "v1.1")])
+def test_a_declared_version_counts_without_unanswerable_rows(tmp_path, tokenizer_family_dirs,
+                                                             declared, expected, capsys):
+    rows = sample_rows(8)
+    write_split(tmp_path / "src", "train", rows[:6], "json", version=declared)
+    write_split(tmp_path / "src", "validation", rows[6:], "json", version=declared)
+    out = run_download(tmp_path, tmp_path / "src", tokenizer_family_dirs["bert-cased"])
+    assert out["validation_data"].metadata["squad_version"] == expected
+    assert ("taken as SQuAD v2.0 (the file declares version 'v2.0'): 0 of 2 questions "
+            "unanswerable" in capsys.readouterr().out) == (expected == "v2.0")
+
+
+# --------------------------------------------------------------------------------------
+# the v2.0 null threshold: a parameter, recorded with the metrics the register step reads
+
+
+def run_evaluate(tmp_path: Path, data, model_dir: str, threshold: float):
+    from kfp import dsl
+
+    from components.evaluate import evaluate
+    from components.featurize import featurize
+
+    features = tmp_path / f"features-{threshold}"
+    featurize(data.path, model_dir, str(features), "validation", 256, 64)
+    model = dsl.Model(uri=model_dir)
+    out = {name: kind(uri=str(tmp_path / f"{name}-{threshold}")) for name, kind in
+           (("metrics", dsl.Metrics), ("predictions", dsl.Dataset), ("report", dsl.Markdown))}
+    evaluate(model=model, validation_data=data,
+             validation_features=dsl.Dataset(uri=str(features)), n_best=20,
+             max_answer_length=30, batch_size=16, null_score_diff_threshold=threshold, **out)
+    return out
+
+
+def test_v2_data_is_scored_as_v2_at_the_given_threshold(tmp_path, tokenizer_family_dirs):
+    from kfp import dsl
+
+    from components.qa.metrics import compute_squad_metrics
+    from components.qa.postprocess import format_predictions
+
+    rows = sample_rows(16, skip=60)
+    data = dsl.Dataset(uri=str(tmp_path / "validation"))
+    datasets.Dataset.from_list(rows).save_to_disk(data.path)  # every question answered
+    data.metadata.update(squad_version="v2.0")  # ... of a v2.0 dataset (download says so)
+    model_dir = tokenizer_family_dirs["bert-cased"]
+    at_zero = run_evaluate(tmp_path, data, model_dir, 0.0)
+    scores = at_zero["metrics"].metadata
+    assert at_zero["metrics"].metadata["squad_version"] == "v2.0"
+    assert {"exact", "f1", "HasAns_f1", "best_f1", "best_exact", "best_f1_thresh"} <= set(scores)
+    assert "exact_match" not in scores
+    assert scores["null_score_diff_threshold"] == 0.0
+    # the figures are the official ones for these predictions at that threshold
+    predictions = [json.loads(line) for line in Path(at_zero["predictions"].path).read_text()
+                   .splitlines()]
+    references = [{"id": r["id"], "answers": r["answers"]} for r in rows]
+    official = compute_squad_metrics(
+        format_predictions({p["id"]: p for p in predictions}, True), references, True,
+        no_answer_threshold=0.0)
+    assert scores["f1"] == pytest.approx(official["f1"])
+    assert scores["best_f1"] == pytest.approx(official["best_f1"])
+    assert scores["best_f1_thresh"] == pytest.approx(official["best_f1_thresh"])
+    # a threshold above every null_score_diff answers every question: f1 is the span f1
+    diffs = [p["null_score_diff"] for p in predictions]
+    high = max(diffs) + 1.0
+    answered = run_evaluate(tmp_path, data, model_dir, high)["metrics"].metadata
+    assert answered["null_score_diff_threshold"] == high
+    assert answered["f1"] == pytest.approx(answered["HasAns_f1"])
+    if min(diffs) < 0 < max(diffs):  # some questions flip to "" at 0.0
+        assert answered["f1"] != pytest.approx(scores["f1"])
+    report = Path(at_zero["report"].path).read_text()
+    assert ("`exact` and `f1` (the figures the register step gates on) answer \"no answer\" "
+            "where null_score_diff > 0") in report
+    assert f"pass `null_score_diff_threshold={scores['best_f1_thresh']:.4g}`" in report
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_the_threshold_must_be_a_finite_number(value):
+    from components.qa.errors import InvalidInputError
+    from pipeline.parameters import profile_parameters
+
+    assert profile_parameters("tiny", {"null_score_diff_threshold": "-1.5"})[
+        "null_score_diff_threshold"] == -1.5
+    with pytest.raises(InvalidInputError, match="null_score_diff_threshold"):
+        profile_parameters("tiny", {"null_score_diff_threshold": value})
