@@ -94,6 +94,35 @@ def test_collated_batches_keep_labels_on_the_answer(tokenizer_family_dirs, famil
             assert batch["attention_mask"][j].tolist() == [1] * n + [0] * (width - n)
 
 
+
+def test_the_trainers_batches_keep_labels_on_the_answer(tokenizer_family_dirs, tmp_path):
+    """The batches the Trainer really draws (length-grouped sampler, column selection,
+    collator) for a left-padding tokenizer."""
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from components.qa.training import TrainConfig, build_trainer
+
+    path = tokenizer_family_dirs["roberta-left"]
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    pairs = labelled_features(tokenizer, sample_rows(24))
+    pairs = [(f, answer) for f, answer in pairs
+             if label_text(tokenizer, f["input_ids"], f["start_positions"], f["end_positions"])
+             == normalize_answer(answer)]
+    features = datasets.Dataset.from_list([f for f, _ in pairs])
+    trainer = build_trainer(AutoModelForQuestionAnswering.from_pretrained(path), tokenizer,
+                            features, str(tmp_path), TrainConfig(per_device_train_batch_size=8,
+                                                                 report_to="none", max_steps=1))
+    wanted = sorted(normalize_answer(answer) for _, answer in pairs)
+    got = []
+    padded = 0
+    for batch in trainer.get_train_dataloader():
+        padded += int((batch["attention_mask"] == 0).sum())
+        got += [label_text(tokenizer, batch["input_ids"][j].tolist(),
+                           int(batch["start_positions"][j]), int(batch["end_positions"][j]))
+                for j in range(len(batch["input_ids"]))]
+    assert padded > 0
+    assert sorted(got) == wanted
+
 # --------------------------------------------------------------------------------------
 # SentencePiece/Metaspace offsets include the space before a word: answers are stripped
 
