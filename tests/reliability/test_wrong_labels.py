@@ -350,3 +350,29 @@ def test_the_threshold_must_be_a_finite_number(value):
         "null_score_diff_threshold"] == -1.5
     with pytest.raises(InvalidInputError, match="null_score_diff_threshold"):
         profile_parameters("tiny", {"null_score_diff_threshold": value})
+
+
+@pytest.mark.slow
+def test_a_v2_run_end_to_end_records_its_version_and_threshold(tmp_path):
+    """kfp.local, tiny profile, on the sample with a third of its questions made unanswerable:
+    the version travels from download to evaluate as metadata, and the registered metrics
+    carry the threshold their f1 used."""
+    from pipeline.local_run import run_local
+    from pipeline.parameters import profile_parameters
+
+    rows = sample_rows(72)
+    source = tmp_path / "src"
+    write_split(source, "train", [r if i % 3 else unanswered([r])[0] for i, r in
+                                  enumerate(rows[:48])], "jsonl")
+    write_split(source, "validation", rows[48:], "jsonl")  # answered only: v2.0 by the train split
+    params = profile_parameters("tiny", {"dataset": str(source / "{split}.jsonl"),
+                                         "null_score_diff_threshold": "0.5"})
+    result = run_local(params, pipeline_root=str(tmp_path / "root"), cache=False)
+    metrics = result["metrics"]
+    assert metrics["squad_version"] == "v2.0"
+    assert metrics["null_score_diff_threshold"] == 0.5
+    assert {"exact", "f1", "best_f1", "best_f1_thresh"} <= set(metrics)
+    record = json.loads(next((tmp_path / "root" / "model-registry" / "squad-qa")
+                             .glob("*.json")).read_text())
+    assert record["metadata"]["metrics"]["null_score_diff_threshold"] == 0.5
+    assert record["metadata"]["metrics"]["f1"] == pytest.approx(metrics["f1"])
