@@ -49,51 +49,53 @@ def sample_contexts(limit: int = NUM_CONTEXTS) -> list[str]:
     return texts
 
 
+# RoBERTa and XLM-R share their special tokens and model inputs
+_ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+_ROBERTA_KWARGS = dict(bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>",
+                       pad_token="<pad>", unk_token="<unk>", mask_token="<mask>",
+                       model_input_names=["input_ids", "attention_mask"])
+
+
 def _roberta_tokenizer(texts: list[str]):
     from tokenizers import ByteLevelBPETokenizer, processors
 
     tok = ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True)
     tok.train_from_iterator(texts, vocab_size=VOCAB_SIZE, min_frequency=2,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+                            special_tokens=_ROBERTA_SPECIALS)
     tok._tokenizer.post_processor = processors.RobertaProcessing(
         ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")),
         trim_offsets=True, add_prefix_space=False)
-    return tok._tokenizer, dict(bos_token="<s>", eos_token="</s>", cls_token="<s>",
-                                sep_token="</s>", pad_token="<pad>", unk_token="<unk>",
-                                mask_token="<mask>",
-                                model_input_names=["input_ids", "attention_mask"])
+    return tok._tokenizer, _ROBERTA_KWARGS
+
+
+def _templated(tok, cls: str, sep: str, pair: str):
+    """The backend of `tok` with a [cls] $A [sep] post-processor and the given pair template."""
+    from tokenizers import processors
+
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}", pair=pair,
+        special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
+    return tok._tokenizer
 
 
 def _xlmr_tokenizer(texts: list[str]):
-    from tokenizers import SentencePieceUnigramTokenizer, processors
+    from tokenizers import SentencePieceUnigramTokenizer
 
     tok = SentencePieceUnigramTokenizer(replacement="▁", add_prefix_space=True)
     tok.train_from_iterator(texts, vocab_size=VOCAB_SIZE, unk_token="<unk>",
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    cls, sep = tok.token_to_id("<s>"), tok.token_to_id("</s>")
-    tok._tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", cls), ("</s>", sep)])
-    return tok._tokenizer, dict(bos_token="<s>", eos_token="</s>", cls_token="<s>",
-                                sep_token="</s>", pad_token="<pad>", unk_token="<unk>",
-                                mask_token="<mask>",
-                                model_input_names=["input_ids", "attention_mask"])
+                            special_tokens=_ROBERTA_SPECIALS)
+    return _templated(tok, "<s>", "</s>", "<s> $A </s> </s> $B </s>"), _ROBERTA_KWARGS
 
 
 def _bert_cased_tokenizer(texts: list[str]):
-    from tokenizers import BertWordPieceTokenizer, processors
+    from tokenizers import BertWordPieceTokenizer
 
     tok = BertWordPieceTokenizer(lowercase=False, strip_accents=False)
     tok.train_from_iterator(texts, vocab_size=VOCAB_SIZE, min_frequency=2,
                             special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok._tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    return tok._tokenizer, dict(cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
-                                unk_token="[UNK]", mask_token="[MASK]",
-                                model_input_names=["input_ids", "token_type_ids",
-                                                   "attention_mask"])
+    return _templated(tok, "[CLS]", "[SEP]", "[CLS] $A [SEP] $B:1 [SEP]:1"), dict(
+        cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]",
+        mask_token="[MASK]", model_input_names=["input_ids", "token_type_ids", "attention_mask"])
 
 
 def _model(family: str, tokenizer):
@@ -107,16 +109,14 @@ def _model(family: str, tokenizer):
     size = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
                 num_attention_heads=2, intermediate_size=64,
                 pad_token_id=tokenizer.pad_token_id)
-    if family.startswith("roberta"):
-        # RoBERTa counts positions from pad_token_id + 1
-        return RobertaForQuestionAnswering(RobertaConfig(
-            max_position_embeddings=512 + tokenizer.pad_token_id + 1, type_vocab_size=1,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **size))
-    if family == "xlmr":
-        return XLMRobertaForQuestionAnswering(XLMRobertaConfig(
-            max_position_embeddings=512 + tokenizer.pad_token_id + 1, type_vocab_size=1,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **size))
-    return BertForQuestionAnswering(BertConfig(max_position_embeddings=512, **size))
+    if family == "bert-cased":
+        return BertForQuestionAnswering(BertConfig(max_position_embeddings=512, **size))
+    config, model = ((XLMRobertaConfig, XLMRobertaForQuestionAnswering) if family == "xlmr"
+                     else (RobertaConfig, RobertaForQuestionAnswering))
+    # RoBERTa and XLM-R count positions from pad_token_id + 1
+    return model(config(max_position_embeddings=512 + tokenizer.pad_token_id + 1,
+                        type_vocab_size=1, bos_token_id=tokenizer.bos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, **size))
 
 
 _BUILDERS = {"roberta": _roberta_tokenizer, "roberta-left": _roberta_tokenizer,
