@@ -303,6 +303,40 @@ def with_length_column(features, warn_if_padded: bool = True):
     return features.add_column(LENGTH_COLUMN, lengths.tolist())
 
 
+def check_answer_labels(features, cls_token_id: int | None) -> int:
+    """The number of features labelled with an answer span; an error when there is none.
+
+    A feature without its answer is labelled at its CLS token. If every one is, the model
+    can only learn to answer nothing (and scores well on data like it): an unanswerable
+    training split, or answers no token covers, must stop the run here, before any GPU time.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = features.with_format("arrow")
+    ids = table["input_ids"]
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    starts = np.asarray(table["start_positions"], dtype=np.int64)
+    ends = np.asarray(table["end_positions"], dtype=np.int64)
+    lengths = pc.list_value_length(ids).to_numpy(zero_copy_only=False)
+    first = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64)
+    inside = (starts >= 0) & (starts < lengths)
+    flat = pc.list_flatten(ids).to_numpy(zero_copy_only=False)
+    at_start = np.full(len(starts), -1, dtype=np.int64)
+    at_start[inside] = flat[first[inside] + starts[inside]]
+    answered = int(((at_start != cls_token_id) | (ends != starts)).sum())
+    if len(starts) and not answered:
+        raise InvalidInputError(
+            f"none of the {len(starts)} train features is labelled with an answer span (all "
+            "point at the CLS token): the model would only learn to answer nothing",
+            fix="Train on answered questions whose answer text a window holds whole; check "
+                "the training split's answers (download logs how many are unanswerable).",
+            field="start_positions")
+    return answered
+
+
 def build_trainer(model, tokenizer, train_features, output_dir: str, config: TrainConfig,
                   logging_dir: str | None = None, callbacks: list | None = None):
     """The `Trainer` of `train_qa_model`, before `train()`: for tests and custom loops."""
@@ -310,6 +344,7 @@ def build_trainer(model, tokenizer, train_features, output_dir: str, config: Tra
     from transformers.integrations import TensorBoardCallback
 
     features = with_length_column(train_features, warn_if_padded=not config.pad_to_max_length)
+    check_answer_labels(features, tokenizer.cls_token_id)
     longest = max(features[LENGTH_COLUMN], default=0)
     if config.pad_to_max_length and longest > config.max_length:
         raise InvalidInputError(

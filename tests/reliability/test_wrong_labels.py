@@ -376,3 +376,34 @@ def test_a_v2_run_end_to_end_records_its_version_and_threshold(tmp_path):
                              .glob("*.json")).read_text())
     assert record["metadata"]["metrics"]["null_score_diff_threshold"] == 0.5
     assert record["metadata"]["metrics"]["f1"] == pytest.approx(metrics["f1"])
+
+
+@pytest.mark.parametrize("family", ["bert-cased", "roberta-left"])
+def test_features_without_an_answer_span_stop_before_training(tokenizer_family_dirs, tmp_path,
+                                                              family):
+    """Whatever let them through (a featurizer that finds no answer token, a caller of the
+    library): features all labelled at CLS never reach the optimizer."""
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from components.qa.errors import InvalidInputError
+    from components.qa.training import TrainConfig, build_trainer, check_answer_labels
+
+    path = tokenizer_family_dirs[family]
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    rows = sample_rows(8)
+    build = dict(tokenizer=tokenizer, max_length=256, doc_stride=64)
+    none = datasets.Dataset.from_dict(prepare_train_features(
+        {k: [r[k] for r in unanswered(rows)] for k in rows[0]}, **build))
+    model = AutoModelForQuestionAnswering.from_pretrained(path)
+    config = TrainConfig(per_device_train_batch_size=4, report_to="none", max_steps=1)
+    with pytest.raises(InvalidInputError, match=f"none of the {len(none)} train features is "
+                                                "labelled with an answer span"):
+        build_trainer(model, tokenizer, none, str(tmp_path), config)
+    some = datasets.Dataset.from_dict(prepare_train_features(
+        {k: [r[k] for r in rows] for k in rows[0]}, **build))
+    assert 0 < check_answer_labels(some, tokenizer.cls_token_id) <= len(some)
+    # padded to max_length on the tokenizer's side: CLS is not at 0 for left padding
+    padded = datasets.Dataset.from_dict(prepare_train_features(
+        {k: [r[k] for r in unanswered(rows)] for k in rows[0]}, pad_to_max_length=True, **build))
+    with pytest.raises(InvalidInputError, match="labelled with an answer span"):
+        check_answer_labels(padded, tokenizer.cls_token_id)
