@@ -24,8 +24,9 @@ How a prediction is chosen, per example:
    cut of a window's start or end logits keep the smaller token positions.
 3. The answer is the first of that list: context[offsets[start][0]:offsets[end][1]],
    stripped of whitespace at both edges (SentencePiece offsets include the space before
-   a word), `start`/`end` moved with it (tokens of whitespace only are masked in
-   step 1, so no answer is empty). `probability` is a softmax over the scores of the n-best list.
+   a word), `start`/`end` moved with it; tokens of whitespace only are masked like the
+   question in step 1, so no span is empty. `probability` is a softmax over the scores
+   of the n-best list.
 4. SQuAD v2.0: the null score of an example is the MIN over its windows of
    start_logits[cls_index] + end_logits[cls_index] (the window most sure that there is
    an answer decides). The answer is "" when null_score > best_span_score +
