@@ -134,25 +134,23 @@ def postprocess_predictions(
         null_score = _null_scores(feats, feature_example, len(example_ids),
                                   start_logits, end_logits)
 
-    # (F, L) logits with everything that cannot start or end an answer at -inf: tokens
-    # outside the context, and tokens of whitespace only (SentencePiece's lone "▁")
-    blanks = _Whitespace(contexts)
-    answerable = feats.in_context.copy()
-    tokens = np.flatnonzero(answerable)  # flat, row-major
-    token_feature = np.repeat(np.arange(num_features), feats.lengths)[tokens]
-    position = tokens - feats.row_start[token_feature]
-    answerable[tokens[blanks.blank(feature_example[token_feature],
-                                   *feats.span_chars(token_feature, position, position))]] = False
+    # (F, L) logits with everything that cannot start or end an answer at -inf
     if (feats.lengths == width).all():
-        valid = answerable.reshape(num_features, width)
+        valid = feats.in_context.reshape(num_features, width)
     else:
         valid = np.zeros((num_features, width), dtype=bool)
-        valid[np.arange(width) < feats.lengths[:, None]] = answerable  # row-major order
+        valid[np.arange(width) < feats.lengths[:, None]] = feats.in_context  # row-major order
     start = np.where(valid, start_logits, -np.inf)
     end = np.where(valid, end_logits, -np.inf)
 
+    blanks = _Whitespace(contexts)
+
+    def blank(feature: np.ndarray, token: np.ndarray) -> np.ndarray:
+        """Whether each (feature, context token) is whitespace only (SentencePiece's "▁")."""
+        return blanks.blank(feature_example[feature], *feats.span_chars(feature, token, token))
+
     feature, tok_start, tok_end, score = _feature_candidates(start, end, n_best,
-                                                             max_answer_length)
+                                                             max_answer_length, blank)
     example = feature_example[feature]
     order = _example_order(example, score, feature_example)
     example = example[order]
@@ -224,12 +222,13 @@ def _null_scores(feats: "_Features", feature_example: np.ndarray, num_examples: 
 
 
 def _feature_candidates(start: np.ndarray, end: np.ndarray, n_best: int,
-                        max_answer_length: int) -> tuple[np.ndarray, ...]:
+                        max_answer_length: int, blank) -> tuple[np.ndarray, ...]:
     """The n_best best spans of every feature, flat: (feature, start, end, score) arrays.
 
-    `start`/`end` are (F, L) logits with -inf wherever a span cannot start or end. The
-    spans come by feature, and in a feature by (-score, start token, end token); scores
-    are float64 sums.
+    `start`/`end` are (F, L) logits with -inf wherever a span cannot start or end;
+    `blank(features, tokens)` says which tokens, whitespace only, cannot either (they
+    are set to -inf here). The spans come by feature, and in a feature by (-score,
+    start token, end token); scores are float64 sums.
     """
     if np.isnan(start).any() or np.isnan(end).any():
         raise InvalidInputError("the logits hold NaN at context tokens",
@@ -237,8 +236,8 @@ def _feature_candidates(start: np.ndarray, end: np.ndarray, n_best: int,
                                 field="start_logits")
     num_features, width = start.shape
     k = min(n_best, width)
-    top_start = _top_k(start, k)  # (F, k) token positions, ascending
-    top_end = _top_k(end, k)  # (F, k)
+    top_start = _top_k_of_words(start, k, blank)  # (F, k) token positions, ascending
+    top_end = _top_k_of_words(end, k, blank)  # (F, k)
     start_score = np.take_along_axis(start, top_start, axis=1)  # (F, k)
     end_score = np.take_along_axis(end, top_end, axis=1)
     # end - start must lie in [0, max_answer_length): one unsigned compare catches end < start
@@ -269,6 +268,29 @@ def _feature_candidates(start: np.ndarray, end: np.ndarray, n_best: int,
     feature = np.broadcast_to(np.arange(num_features)[:, None], found.shape)[found]
     return (feature, np.take_along_axis(top_start, best // k, axis=1)[found],
             np.take_along_axis(top_end, best % k, axis=1)[found], score[found])
+
+
+def _top_k_of_words(logits: np.ndarray, k: int, blank) -> np.ndarray:
+    """`_top_k` of each row once its tokens of whitespace only are at -inf.
+
+    Only the tokens that reach a top k are checked: a row whose top k holds one gets it
+    masked (in place) and its top k taken again, until none is left (rare: one more
+    round for a few rows), which gives the top k over the other tokens exactly.
+    """
+    top = _top_k(logits, k)
+    rows = np.arange(len(logits))
+    while len(rows):
+        scores = np.take_along_axis(logits[rows], top[rows], axis=1)  # (R, k)
+        r, c = np.nonzero(scores > -np.inf)
+        hit = np.zeros(scores.shape, dtype=bool)
+        hit[r, c] = blank(rows[r], top[rows[r], c])
+        if not hit.any():
+            break
+        r, c = np.nonzero(hit)
+        logits[rows[r], top[rows[r], c]] = -np.inf
+        rows = rows[hit.any(axis=1)]
+        top[rows] = _top_k(logits[rows], k)
+    return top
 
 
 def _example_order(example: np.ndarray, score: np.ndarray,
