@@ -13,6 +13,7 @@ import pytest
 from components.qa.features import prepare_train_features
 from components.qa.metrics import normalize_answer
 from components.qa.training import QACollator
+from tests.conftest import columns
 from tests.tokenizer_families import tokenizer_family_dirs  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,8 +39,7 @@ def labelled_features(tokenizer, rows: list[dict], max_length: int = 256, doc_st
     example at a time so each feature knows its answer; unpadded, as the pipeline stores them."""
     out = []
     for row in rows:
-        batch = {k: [v] for k, v in row.items()}
-        features = prepare_train_features(batch, tokenizer, max_length=max_length,
+        features = prepare_train_features(columns([row]), tokenizer, max_length=max_length,
                                           doc_stride=doc_stride)
         for i, start in enumerate(features["start_positions"]):
             cls = features["input_ids"][i].index(tokenizer.cls_token_id)
@@ -53,6 +53,14 @@ def label_text(tokenizer, input_ids, start: int, end: int) -> str:
                                              skip_special_tokens=False))
 
 
+def readable_features(tokenizer, rows: list[dict]) -> list[tuple[dict, str]]:
+    """`labelled_features` whose stored tokens at the labels read the answer: token
+    boundaries can widen one ("1990" inside "1990s"), and those prove nothing about padding."""
+    return [(f, answer) for f, answer in labelled_features(tokenizer, rows)
+            if label_text(tokenizer, f["input_ids"], f["start_positions"], f["end_positions"])
+            == normalize_answer(answer)]
+
+
 # --------------------------------------------------------------------------------------
 # left-padding tokenizers: labels must stay on their tokens in every padded batch
 
@@ -64,12 +72,7 @@ def test_collated_batches_keep_labels_on_the_answer(tokenizer_family_dirs, famil
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_family_dirs[family])
     assert tokenizer.padding_side == ("left" if family.endswith("-left") else "right")
-    pairs = labelled_features(tokenizer, sample_rows(24))
-    # features whose stored tokens at the labels read the answer (token boundaries can widen
-    # an answer such as "1990" inside "1990s": those prove nothing about padding)
-    pairs = [(f, answer) for f, answer in pairs
-             if label_text(tokenizer, f["input_ids"], f["start_positions"], f["end_positions"])
-             == normalize_answer(answer)]
+    pairs = readable_features(tokenizer, sample_rows(24))
     assert len(pairs) >= 12
     lengths = [len(f["input_ids"]) for f, _ in pairs]
     assert len(set(lengths)) > 4  # a batch of mixed lengths: most rows get padding
@@ -104,10 +107,7 @@ def test_the_trainers_batches_keep_labels_on_the_answer(tokenizer_family_dirs, t
 
     path = tokenizer_family_dirs["roberta-left"]
     tokenizer = AutoTokenizer.from_pretrained(path)
-    pairs = labelled_features(tokenizer, sample_rows(24))
-    pairs = [(f, answer) for f, answer in pairs
-             if label_text(tokenizer, f["input_ids"], f["start_positions"], f["end_positions"])
-             == normalize_answer(answer)]
+    pairs = readable_features(tokenizer, sample_rows(24))
     features = datasets.Dataset.from_list([f for f, _ in pairs])
     trainer = build_trainer(AutoModelForQuestionAnswering.from_pretrained(path), tokenizer,
                             features, str(tmp_path), TrainConfig(per_device_train_batch_size=8,
@@ -392,18 +392,16 @@ def test_features_without_an_answer_span_stop_before_training(tokenizer_family_d
     tokenizer = AutoTokenizer.from_pretrained(path)
     rows = sample_rows(8)
     build = dict(tokenizer=tokenizer, max_length=256, doc_stride=64)
-    none = datasets.Dataset.from_dict(prepare_train_features(
-        {k: [r[k] for r in unanswered(rows)] for k in rows[0]}, **build))
+    none = datasets.Dataset.from_dict(prepare_train_features(columns(unanswered(rows)), **build))
     model = AutoModelForQuestionAnswering.from_pretrained(path)
     config = TrainConfig(per_device_train_batch_size=4, report_to="none", max_steps=1)
     with pytest.raises(InvalidInputError, match=f"none of the {len(none)} train features is "
                                                 "labelled with an answer span"):
         build_trainer(model, tokenizer, none, str(tmp_path), config)
-    some = datasets.Dataset.from_dict(prepare_train_features(
-        {k: [r[k] for r in rows] for k in rows[0]}, **build))
+    some = datasets.Dataset.from_dict(prepare_train_features(columns(rows), **build))
     assert 0 < check_answer_labels(some, tokenizer.cls_token_id) <= len(some)
     # padded to max_length on the tokenizer's side: CLS is not at 0 for left padding
     padded = datasets.Dataset.from_dict(prepare_train_features(
-        {k: [r[k] for r in unanswered(rows)] for k in rows[0]}, pad_to_max_length=True, **build))
+        columns(unanswered(rows)), pad_to_max_length=True, **build))
     with pytest.raises(InvalidInputError, match="labelled with an answer span"):
         check_answer_labels(padded, tokenizer.cls_token_id)
