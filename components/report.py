@@ -22,6 +22,16 @@ def evaluation_report(metrics: dict[str, Any], examples, predictions: dict[str, 
     lines = ["# Evaluation", "", "| metric | value |", "|---|---|"]
     lines += [f"| {name} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {value} |"
               for name, value in metrics.items()]
+    if "null_score_diff_threshold" in metrics:  # SQuAD v2.0
+        threshold = metrics["null_score_diff_threshold"]
+        lines += ["", f"SQuAD v2.0: `exact` and `f1` (the figures the register step gates on) "
+                  f"answer \"no answer\" where null_score_diff > {threshold:.4g} "
+                  f"(`null_score_diff_threshold`)."]
+        if "best_f1" in metrics:
+            lines[-1] += (f" Over all thresholds the best F1 is {metrics['best_f1']:.4g} at "
+                          f"{metrics['best_f1_thresh']:.4g}: pass `null_score_diff_threshold="
+                          f"{metrics['best_f1_thresh']:.4g}` to use it (chosen on this "
+                          "validation set, so an optimistic figure for it).")
     right, wrong = [], []
     for row in examples:
         answer = predictions.get(row["id"])

@@ -10,6 +10,7 @@ Profiles:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from components.qa.answers import ANSWER_POLICIES
@@ -33,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint_dir": "", "num_nodes": 1,  # > 1: a Kubeflow Trainer TrainJob (docs/multinode.md)
     # evaluation and registration
     "n_best": 20, "max_answer_length": 50, "eval_batch_size": 128,
+    "null_score_diff_threshold": 0.0,  # SQuAD v2.0: answer "" when null - best span > this
     "model_name": "squad-qa", "model_version": "", "min_f1": 0.0, "registry_uri": "",
 }
 
@@ -104,6 +106,10 @@ def validate_parameters(p: dict[str, Any]) -> None:
         bad("precision", f"unknown precision {p['precision']!r}", "Use auto, bf16, fp16 or fp32.")
     if p["n_best"] <= 0 or p["max_answer_length"] <= 0:
         bad("n_best", "n_best and max_answer_length must be positive", "Use 20 and 30-50.")
+    if not math.isfinite(p["null_score_diff_threshold"]):
+        bad("null_score_diff_threshold", f"null_score_diff_threshold="
+            f"{p['null_score_diff_threshold']} is not a finite number",
+            "Use 0.0, or the best_f1_thresh a SQuAD v2.0 evaluation reported.")
     if not 0 <= p["min_f1"] <= 100:
         bad("min_f1", f"min_f1={p['min_f1']} is outside [0, 100]", "F1 is a percentage.")
     if p["num_nodes"] < 1:

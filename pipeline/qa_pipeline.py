@@ -75,7 +75,9 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
         seed: int = D["seed"], precision: str = D["precision"], checkpoint_dir: str = D["checkpoint_dir"],
         num_nodes: int = settings.num_nodes,
         n_best: int = D["n_best"], max_answer_length: int = D["max_answer_length"],
-        eval_batch_size: int = D["eval_batch_size"], model_name: str = D["model_name"],
+        eval_batch_size: int = D["eval_batch_size"],
+        null_score_diff_threshold: float = D["null_score_diff_threshold"],
+        model_name: str = D["model_name"],
         model_version: str = D["model_version"], min_f1: float = D["min_f1"],
         registry_uri: str = D["registry_uri"],
     ) -> NamedTuple("Outputs", [("metrics", Metrics), ("model", Model), ("report", Markdown)]):
@@ -114,7 +116,8 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
         scored = sized(evaluate_op(
             model=trained.outputs["model"], validation_data=fetched.outputs["validation_data"],
             validation_features=validation_features.outputs["validation_features"],
-            n_best=n_best, max_answer_length=max_answer_length, batch_size=eval_batch_size),
+            n_best=n_best, max_answer_length=max_answer_length, batch_size=eval_batch_size,
+            null_score_diff_threshold=null_score_diff_threshold),
             "evaluate", accelerator=settings.eval_on_gpu)
 
         registered = sized(register_op(

@@ -10,6 +10,13 @@ caught before any feature is built. Three policies:
 
 `AnswerReport` counts what each policy touched, so the download step can
 publish it with the dataset.
+
+SQuAD v1.1 or v2.0 is decided once per dataset (`squad_version`), from both
+splits and the file's declared version, and travels with the data: evaluation
+scores by it instead of guessing from the rows it happens to get. A training
+split without one answered question (`check_trainable`) is an error: a model
+trained on it can only learn to answer nothing, and would score 100 on data
+like it.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any
 from components.qa.errors import InvalidInputError
 
 ANSWER_POLICIES = ("error", "repair", "drop")
+SQUAD_V1, SQUAD_V2 = "v1.1", "v2.0"
 
 
 @dataclasses.dataclass
@@ -112,3 +120,28 @@ def _fix_answer_starts(context: str, answers: dict, policy: str, source: str | N
             return None
         fixed[j] = nearest
     return fixed
+
+
+def count_unanswerable(answers) -> int:
+    """Questions without a gold answer, from an `answers` column."""
+    return sum(not a["text"] for a in answers)
+
+
+def squad_version(unanswerable: int, declared: str | None = None) -> str:
+    """SQUAD_V2 when any question of the dataset has no answer, or its file declares a
+    2.x version; SQUAD_V1 otherwise."""
+    if unanswerable or str(declared or "").lstrip("vV").startswith("2"):
+        return SQUAD_V2
+    return SQUAD_V1
+
+
+def check_trainable(examples: int, unanswerable: int, source: str) -> None:
+    """Refuse a training split in which no question has an answer."""
+    if examples and unanswerable >= examples:
+        raise InvalidInputError(
+            f"none of the {examples} training questions has an answer (every `answers` list "
+            "is empty): the model would only learn to answer nothing",
+            fix="Train on answered questions: check that this is the training file meant, that "
+                "answers sit under qas[].answers as {text, answer_start} (not under another "
+                "key), and that max_train_samples does not cut the answered ones off.",
+            source=source, field="answers")

@@ -189,8 +189,10 @@ def evaluate_qa_model(model, examples, features, batch_size: int = 128, n_best: 
         chunk_examples: examples post-processed at once; bounds the logits in memory.
 
     Returns:
-        (metrics, predictions): the SQuAD metrics (`exact_match`/`f1` for v1.1, `exact`/
-        `f1`/`HasAns_*`/... for v2.0) plus `num_examples`, `num_features`,
+        (metrics, predictions): the SQuAD metrics (`exact_match`/`f1` for v1.1; for v2.0
+        `exact`/`f1`/`HasAns_*`/... at `null_score_diff_threshold`, which is included, and
+        `best_exact`/`best_f1` with their `*_thresh` over all thresholds) plus
+        `num_examples`, `num_features`,
         `eval_runtime` (s) and `eval_features_per_second`; the predictions of
         `postprocess_predictions`, by example id.
     """
@@ -215,6 +217,8 @@ def evaluate_qa_model(model, examples, features, batch_size: int = 128, n_best: 
         format_predictions(predictions, version_2_with_negative), references,
         version_2_with_negative=version_2_with_negative,
         no_answer_threshold=null_score_diff_threshold)
+    if version_2_with_negative:  # the threshold that decided `exact` and `f1`
+        metrics["null_score_diff_threshold"] = float(null_score_diff_threshold)
     metrics.update(num_examples=len(references), num_features=num_features,
                    eval_runtime=runtime,
                    eval_features_per_second=num_features / runtime if runtime else 0.0)

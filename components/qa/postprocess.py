@@ -22,8 +22,11 @@ How a prediction is chosen, per example:
    Order, which is deterministic: higher score first; equal scores go to the earlier
    window, then the smaller start token, then the smaller end token. Ties at the top-k
    cut of a window's start or end logits keep the smaller token positions.
-3. The answer is the first of that list: context[offsets[start][0]:offsets[end][1]].
-   `probability` is a softmax over the scores of the n-best list.
+3. The answer is the first of that list: context[offsets[start][0]:offsets[end][1]],
+   stripped of whitespace at both edges (SentencePiece offsets include the space before
+   a word), `start`/`end` moved with it; tokens of whitespace only are masked like the
+   question in step 1, so no span is empty. `probability` is a softmax over the scores
+   of the n-best list.
 4. SQuAD v2.0: the null score of an example is the MIN over its windows of
    start_logits[cls_index] + end_logits[cls_index] (the window most sure that there is
    an answer decides). The answer is "" when null_score > best_span_score +
@@ -140,8 +143,14 @@ def postprocess_predictions(
     start = np.where(valid, start_logits, -np.inf)
     end = np.where(valid, end_logits, -np.inf)
 
+    blanks = _Whitespace(contexts)
+
+    def blank(feature: np.ndarray, token: np.ndarray) -> np.ndarray:
+        """Whether each (feature, context token) is whitespace only (SentencePiece's "▁")."""
+        return blanks.blank(feature_example[feature], *feats.span_chars(feature, token, token))
+
     feature, tok_start, tok_end, score = _feature_candidates(start, end, n_best,
-                                                             max_answer_length)
+                                                             max_answer_length, blank)
     example = feature_example[feature]
     order = _example_order(example, score, feature_example)
     example = example[order]
@@ -149,7 +158,8 @@ def postprocess_predictions(
     rank = np.arange(len(example)) - np.repeat(first, np.diff(np.r_[first, len(example)]))
     order, example = order[rank < n_best], example[rank < n_best]
     feature, score = feature[order], score[order]
-    char_start, char_end = feats.span_chars(feature, tok_start[order], tok_end[order])
+    char_start, char_end = blanks.strip(example, *feats.span_chars(feature, tok_start[order],
+                                                                   tok_end[order]))
     with _collector_paused():
         return _predictions(example_ids, contexts, example, score, char_start, char_end,
                             null_score if version_2_with_negative else None,
@@ -212,12 +222,13 @@ def _null_scores(feats: "_Features", feature_example: np.ndarray, num_examples: 
 
 
 def _feature_candidates(start: np.ndarray, end: np.ndarray, n_best: int,
-                        max_answer_length: int) -> tuple[np.ndarray, ...]:
+                        max_answer_length: int, blank) -> tuple[np.ndarray, ...]:
     """The n_best best spans of every feature, flat: (feature, start, end, score) arrays.
 
-    `start`/`end` are (F, L) logits with -inf wherever a span cannot start or end. The
-    spans come by feature, and in a feature by (-score, start token, end token); scores
-    are float64 sums.
+    `start`/`end` are (F, L) logits with -inf wherever a span cannot start or end;
+    `blank(features, tokens)` says which tokens, whitespace only, cannot either (they
+    are set to -inf here). The spans come by feature, and in a feature by (-score,
+    start token, end token); scores are float64 sums.
     """
     if np.isnan(start).any() or np.isnan(end).any():
         raise InvalidInputError("the logits hold NaN at context tokens",
@@ -225,8 +236,8 @@ def _feature_candidates(start: np.ndarray, end: np.ndarray, n_best: int,
                                 field="start_logits")
     num_features, width = start.shape
     k = min(n_best, width)
-    top_start = _top_k(start, k)  # (F, k) token positions, ascending
-    top_end = _top_k(end, k)  # (F, k)
+    top_start = _top_k_of_words(start, k, blank)  # (F, k) token positions, ascending
+    top_end = _top_k_of_words(end, k, blank)  # (F, k)
     start_score = np.take_along_axis(start, top_start, axis=1)  # (F, k)
     end_score = np.take_along_axis(end, top_end, axis=1)
     # end - start must lie in [0, max_answer_length): one unsigned compare catches end < start
@@ -259,6 +270,29 @@ def _feature_candidates(start: np.ndarray, end: np.ndarray, n_best: int,
             np.take_along_axis(top_end, best % k, axis=1)[found], score[found])
 
 
+def _top_k_of_words(logits: np.ndarray, k: int, blank) -> np.ndarray:
+    """`_top_k` of each row once its tokens of whitespace only are at -inf.
+
+    Only the tokens that reach a top k are checked: a row whose top k holds one gets it
+    masked (in place) and its top k taken again, until none is left (rare: one more
+    round for a few rows), which gives the top k over the other tokens exactly.
+    """
+    top = _top_k(logits, k)
+    rows = np.arange(len(logits))
+    while len(rows):
+        scores = np.take_along_axis(logits[rows], top[rows], axis=1)  # (R, k)
+        r, c = np.nonzero(scores > -np.inf)
+        hit = np.zeros(scores.shape, dtype=bool)
+        hit[r, c] = blank(rows[r], top[rows[r], c])
+        if not hit.any():
+            break
+        r, c = np.nonzero(hit)
+        logits[rows[r], top[rows[r], c]] = -np.inf
+        rows = rows[hit.any(axis=1)]
+        top[rows] = _top_k(logits[rows], k)
+    return top
+
+
 def _example_order(example: np.ndarray, score: np.ndarray,
                    feature_example: np.ndarray) -> np.ndarray:
     """Order of the candidates by (example, -score), stable.
@@ -276,6 +310,49 @@ def _example_order(example: np.ndarray, score: np.ndarray,
     # their blocks are contiguous and stay in place: sort within them
     order[several] = several[np.lexsort((-score[several], example[several]))]
     return order
+
+
+class _Whitespace:
+    """Where the contexts hold whitespace, as flat arrays over all their characters.
+
+    SentencePiece/Metaspace tokenizers (XLM-R, ALBERT, T5) give a "▁word" token the
+    offsets of " word", and some tokens are a lone "▁": an answer must neither start
+    nor end on whitespace (the official evaluation strips it; a served answer must too).
+    """
+
+    # every code point str.strip() removes; the highest is U+3000
+    TABLE = np.array([chr(c).isspace() for c in range(0x3001)])
+
+    def __init__(self, contexts: list[str]):
+        unique: dict[str, int] = {}  # SQuAD asks several questions per context
+        which = np.fromiter((unique.setdefault(c, len(unique)) for c in contexts),
+                            dtype=np.int64, count=len(contexts))
+        codes = np.frombuffer("".join(unique).encode("utf-32-le"), dtype=np.uint32)
+        self.space = np.zeros(len(codes) + 1, dtype=bool)  # a slot past the end, not a space
+        low = codes <= 0x3000
+        self.space[:-1][low] = self.TABLE[codes[low]]
+        self.nonspace = np.r_[0, np.cumsum(~self.space[:-1])]  # (C + 1,) running count
+        first = np.r_[0, np.cumsum([len(c) for c in unique])]  # first char of each context
+        self.base = first[which]  # (E,) of each example's context
+
+    def blank(self, example: np.ndarray, char_start: np.ndarray,
+              char_end: np.ndarray) -> np.ndarray:
+        """Whether each span context[start:end] of its example is whitespace only."""
+        base = self.base[example]
+        return self.nonspace[base + char_end] == self.nonspace[base + char_start]
+
+    def strip(self, example: np.ndarray, char_start: np.ndarray,
+              char_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The spans' bounds moved inward past whitespace at either edge."""
+        base = self.base[example]
+        lo, hi = base + char_start, base + char_end
+        while True:  # as many rounds as the longest edge whitespace run (usually one)
+            head = self.space[lo] & (lo < hi)
+            lo = lo + head
+            tail = self.space[hi - 1] & (lo < hi)
+            hi = hi - tail
+            if not (head.any() or tail.any()):
+                return lo - base, hi - base
 
 
 @contextmanager

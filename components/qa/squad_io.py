@@ -372,6 +372,19 @@ def describe_source(source: str, split: str) -> str:
     return ", ".join(files)
 
 
+def declared_version(source: str, split: str) -> str | None:
+    """The `version` a SQuAD JSON split declares (e.g. "v2.0"), or None: Hub datasets,
+    JSON Lines and Parquet declare none."""
+    if not _is_local_or_uri(source):
+        return None
+    fs, files, kind = _resolve_split_files(source, split)
+    for f in files if kind == "squad" else ():
+        doc = json.loads(with_retries(lambda: _read_text(fs, f, f), f"reading {f}"))
+        if isinstance(doc, dict) and doc.get("version") is not None:
+            return str(doc["version"])
+    return None
+
+
 def validate_examples(dataset: datasets.Dataset, source: str) -> None:
     """Dataset-level checks that no single record can show: run before any feature is built.
 

@@ -226,22 +226,26 @@ class QACollator:
 
     `max_length=None`: pad to the longest feature of the batch, rounded up to
     `pad_to_multiple_of`. An int: pad every batch to it (the baseline).
+
+    Always on the right, whatever the tokenizer's `padding_side`: the start/end labels
+    count tokens from the first stored one, so padding inserted before it would move
+    every token off its label (a left-padding RoBERTa trained on "The American" for
+    "Denver Broncos"). Inference (`predict_logits`) right-pads too, so the model sees
+    the same positions in training and in evaluation.
     """
 
     tokenizer: Any
     pad_to_multiple_of: int | None = 8
     max_length: int | None = None
 
-    def __post_init__(self):
-        from transformers import DataCollatorWithPadding
-
-        self._pad = DataCollatorWithPadding(
-            self.tokenizer, padding="max_length" if self.max_length else "longest",
-            max_length=self.max_length,
-            pad_to_multiple_of=None if self.max_length else self.pad_to_multiple_of)
-
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return self._pad([{k: v for k, v in row.items() if k != LENGTH_COLUMN} for row in rows])
+        from transformers.data.data_collator import pad_without_fast_tokenizer_warning
+
+        return pad_without_fast_tokenizer_warning(
+            self.tokenizer, [{k: v for k, v in row.items() if k != LENGTH_COLUMN} for row in rows],
+            padding="max_length" if self.max_length else "longest", max_length=self.max_length,
+            pad_to_multiple_of=None if self.max_length else self.pad_to_multiple_of,
+            padding_side="right", return_tensors="pt")
 
 
 def attention_for(config, requested: str = "sdpa") -> str:
@@ -311,6 +315,40 @@ def with_length_column(features, warn_if_padded: bool = True):
     return features.add_column(LENGTH_COLUMN, lengths.tolist())
 
 
+def check_answer_labels(features, cls_token_id: int | None) -> int:
+    """The number of features labelled with an answer span; an error when there is none.
+
+    A feature without its answer is labelled at its CLS token. If every one is, the model
+    can only learn to answer nothing (and scores well on data like it): an unanswerable
+    training split, or answers no token covers, must stop the run here, before any GPU time.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = features.with_format("arrow")
+    ids = table["input_ids"]
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    starts = np.asarray(table["start_positions"], dtype=np.int64)
+    ends = np.asarray(table["end_positions"], dtype=np.int64)
+    lengths = pc.list_value_length(ids).to_numpy(zero_copy_only=False)
+    first = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64)
+    inside = (starts >= 0) & (starts < lengths)
+    flat = pc.list_flatten(ids).to_numpy(zero_copy_only=False)
+    at_start = np.full(len(starts), -1, dtype=np.int64)
+    at_start[inside] = flat[first[inside] + starts[inside]]
+    answered = int(((at_start != cls_token_id) | (ends != starts)).sum())
+    if len(starts) and not answered:
+        raise InvalidInputError(
+            f"none of the {len(starts)} train features is labelled with an answer span (all "
+            "point at the CLS token): the model would only learn to answer nothing",
+            fix="Train on answered questions whose answer text a window holds whole; check "
+                "the training split's answers (download logs how many are unanswerable).",
+            field="start_positions")
+    return answered
+
+
 def build_trainer(model, tokenizer, train_features, output_dir: str, config: TrainConfig,
                   logging_dir: str | None = None, callbacks: list | None = None):
     """The `Trainer` of `train_qa_model`, before `train()`: for tests and custom loops."""
@@ -318,6 +356,7 @@ def build_trainer(model, tokenizer, train_features, output_dir: str, config: Tra
     from transformers.integrations import TensorBoardCallback
 
     features = with_length_column(train_features, warn_if_padded=not config.pad_to_max_length)
+    check_answer_labels(features, tokenizer.cls_token_id)
     longest = max(features[LENGTH_COLUMN], default=0)
     if config.pad_to_max_length and longest > config.max_length:
         raise InvalidInputError(

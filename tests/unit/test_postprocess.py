@@ -30,7 +30,9 @@ def reference_postprocess(examples, features, start_logits, end_logits, n_best=2
     cls_index = features.get("cls_index", [0] * len(features["example_id"]))
     for f, (example_id, offsets) in enumerate(zip(features["example_id"],
                                                   features["offset_mapping"])):
-        context_tokens = [i for i, o in enumerate(offsets) if o is not None]
+        context = contexts[example_id]  # a token of whitespace only starts or ends nothing
+        context_tokens = [i for i, o in enumerate(offsets)
+                          if o is not None and context[o[0]:o[1]].strip()]
         # sorted() is stable: among equal logits the smaller position comes first
         starts = sorted(context_tokens, key=lambda i: -start_logits[f][i])[:n_best]
         ends = sorted(context_tokens, key=lambda i: -end_logits[f][i])[:n_best]
@@ -39,7 +41,7 @@ def reference_postprocess(examples, features, start_logits, end_logits, n_best=2
                 if e < s or e - s + 1 > max_answer_length:
                     continue
                 score = float(start_logits[f][s]) + float(end_logits[f][e])
-                text = contexts[example_id][offsets[s][0]:offsets[e][1]]
+                text = context[offsets[s][0]:offsets[e][1]].strip()
                 spans[example_id].append((-score, f, s, e, text))
         c = cls_index[f]
         null = float(start_logits[f][c]) + float(end_logits[f][c])
@@ -88,18 +90,25 @@ def assert_same(got, want):
 
 
 def synthetic(rng, num_examples, max_windows=4, max_context=12, pad=3, integer_logits=False,
-              empty_window_rate=0.0):
-    """Examples, features (dict of columns) and padded logits with huge padding values."""
+              empty_window_rate=0.0, metaspace=False):
+    """Examples, features (dict of columns) and padded logits with huge padding values.
+
+    `metaspace`: offsets as SentencePiece/Metaspace tokenizers give them: a word's token
+    covers the whitespace before it, and some whitespace runs are tokens of their own.
+    """
     examples = {"id": [], "context": []}
     features = {"example_id": [], "offset_mapping": [], "cls_index": []}
     for e in range(num_examples):
         example_id = f"q{e}"
         words = [("abcdefgh"[rng.integers(8)] * int(rng.integers(1, 4))) for _ in range(40)]
-        context = " ".join(words)
+        gaps = [" \n\u3000"[:int(rng.integers(1, 4))] if metaspace else " " for _ in words]
+        context = "".join(gap + w for gap, w in zip(gaps, words))[len(gaps[0]):]
         bounds, pos = [], 0
-        for w in words:
-            bounds.append([pos, pos + len(w)])
-            pos += len(w) + 1
+        for i, w in enumerate(words):
+            if metaspace and i and rng.random() < 0.2:  # the gap alone, then the word
+                bounds.append([pos - len(gaps[i]), pos])
+            bounds.append([pos - (len(gaps[i]) if metaspace and i else 0), pos + len(w)])
+            pos += len(w) + (len(gaps[i + 1]) if i + 1 < len(words) else 0)
         examples["id"].append(example_id)
         examples["context"].append(context)
         for _ in range(int(rng.integers(1, max_windows + 1))):
@@ -150,6 +159,24 @@ def test_matches_double_loop_on_random_logits(seed, num_examples, max_context, n
                   null_score_diff_threshold=threshold)
     got = postprocess_predictions(examples, features, start, end, **kwargs)
     assert_same(got, reference_postprocess(examples, features, start, end, **kwargs))
+
+
+@pytest.mark.parametrize("seed,v2", [(20, False), (21, True), (22, False)])
+def test_answers_are_stripped_like_the_double_loop(seed, v2):
+    # offsets that include the space before a word, and tokens of whitespace only
+    rng = np.random.default_rng(seed)
+    examples, features, start, end = synthetic(rng, 40, max_context=12, metaspace=True)
+    contexts = dict(zip(examples["id"], examples["context"]))
+    assert any(contexts[e][o[0]].isspace() for e, offsets in
+               zip(features["example_id"], features["offset_mapping"]) for o in offsets if o)
+    got = postprocess_predictions(examples, features, start, end, version_2_with_negative=v2)
+    assert_same(got, reference_postprocess(examples, features, start, end,
+                                           version_2_with_negative=v2))
+    for example_id, p in got.items():
+        assert all(c["text"] == c["text"].strip() for c in p["n_best"])
+        if p["text"]:
+            assert p["text"].strip() == p["text"]
+            assert contexts[example_id][p["start"]:p["end"]] == p["text"]
 
 
 @pytest.mark.parametrize("v2", [False, True])
