@@ -230,7 +230,8 @@ def run_download(tmp_path: Path, source: Path, model_dir: str):
             ("base_model", dsl.Model))}
     download(dataset=str(source), dataset_config="", dataset_revision="", train_split="train",
              validation_split="validation", max_train_samples=0, max_eval_samples=0,
-             answer_policy="error", model=model_dir, model_revision="", **out)
+             answer_policy="error", max_context_chars=1_000_000, model=model_dir, model_revision="",
+             **out)
     return out
 
 
