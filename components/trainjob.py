@@ -256,9 +256,14 @@ def submit(client, spec: TrainJobSpec, job: str, num_nodes: int, argv: list[str]
             raise cause from None
         body = str(getattr(cause, "body", "") or "")
         if getattr(cause, "status", None) == 400 and "unknown field" in body:
+            try:  # a metav1.Status
+                body = json.loads(body).get("message", body)
+            except ValueError:
+                pass
             raise TrainerTooOld(job, f"the Kubeflow Trainer in the cluster refused TrainJob {job}: "
-                                     f"{body.strip()}. It is older than v2.2 (no spec.runtimePatches); "
-                                     "install Trainer v2.2 or later (docs/multinode.md)") from None
+                                     f"{body.strip()}. It is older than v2.2, which added "
+                                     "spec.runtimePatches; install Trainer v2.2 or later "
+                                     "(docs/multinode.md)") from None
         raise
 
 
