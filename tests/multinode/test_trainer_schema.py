@@ -85,8 +85,9 @@ def test_trainer_v2_2_removed_num_proc_per_node_from_the_torch_policy():
     assert "numProcPerNode" not in torch_policy("v2.2.0") and "numProcPerNode" not in torch_policy("v2.3.0")
     trainer = crd_schema("v2.3.0", "TrainJob")["properties"]["spec"]["properties"]["trainer"]["properties"]
     assert trainer["numProcPerNode"]["type"] == "integer"  # where it moved
-    assert "runtimePatches" in crd_schema("v2.2.0", "TrainJob")["properties"]["spec"]["properties"]
-    assert "runtimePatches" not in crd_schema("v2.1.0", "TrainJob")["properties"]["spec"]["properties"]
+    for field in ("runtimePatches", "activeDeadlineSeconds"):  # where our PVC mount and deadline go
+        assert field in crd_schema("v2.2.0", "TrainJob")["properties"]["spec"]["properties"]
+        assert field not in crd_schema("v2.1.0", "TrainJob")["properties"]["spec"]["properties"]
 
 
 def test_refuses_the_v2_1_torch_policy_with_the_path_and_the_known_fields():
