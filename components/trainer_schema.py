@@ -42,9 +42,10 @@ class SchemaError(InvalidInputError):
 
     def __init__(self, where: str, problems: list[str]):
         self.problems = problems
-        super().__init__(f"{where} is not a valid Trainer {API_VERSION} object: " + "; ".join(problems),
+        super().__init__(f"not a valid Trainer {API_VERSION} object: " + "; ".join(problems),
                          fix="Use only fields of Trainer's v1alpha1 CRDs (docs/multinode.md lists "
-                             "the supported Trainer versions).", source=where, field=problems[0].split(":")[0])
+                             "the supported Trainer versions).",
+                         source=where, field=problems[0].split(":")[0])
 
 
 # The CRDs' embedded ObjectMeta (pod and job templates, not the object's own metadata) has only

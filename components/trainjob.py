@@ -84,7 +84,8 @@ class TrainJobSpec:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     secret_env: dict[str, str] = dataclasses.field(default_factory=dict)
     namespace: str = ""  # "" = the launcher's own namespace
-    image_pull_secrets: list[str] = dataclasses.field(default_factory=list)  # Secret names, private registries
+    # Secrets to pull `image` from a private registry (names, in the job's namespace)
+    image_pull_secrets: list[str] = dataclasses.field(default_factory=list)
     run_id: str = ""  # the KFP run, as a label on the TrainJob (kubectl delete trainjobs -l ...)
     start_timeout_s: int = 2 * 3600  # for every node to run (image pulls, GPU capacity, queues)
     # for the job to finish; also its activeDeadlineSeconds, which stops the nodes of a run whose

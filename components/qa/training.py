@@ -363,7 +363,12 @@ def train_qa_model(model_name_or_path, train_features, output_dir: str, config: 
     """
     from transformers import AutoTokenizer, PreTrainedModel, set_seed
 
-    from components.qa.preemption import Preempted, SigtermCheckpoint, TimedCheckpoint, latest_complete_checkpoint
+    from components.qa.preemption import (
+        Preempted,
+        SigtermCheckpoint,
+        TimedCheckpoint,
+        latest_complete_checkpoint,
+    )
 
     set_seed(config.seed)  # the QA head is initialised when the model loads
     if isinstance(model_name_or_path, PreTrainedModel):
