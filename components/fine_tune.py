@@ -41,6 +41,8 @@ def fine_tune(
     from components.train_entry import launch
     from components.trainjob import TrainJobSpec, run_trainjob
 
+    if not checkpoint_dir:  # no durable folder: checkpoints could never be resumed from, and
+        save_steps, save_minutes = 0, 0.0  # would be published inside the model artifact
     config = TrainConfig(learning_rate=learning_rate, num_train_epochs=num_train_epochs,
                          max_steps=max_steps, per_device_train_batch_size=batch_size,
                          weight_decay=weight_decay, warmup_fraction=warmup_fraction, seed=seed,
