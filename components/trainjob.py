@@ -15,7 +15,7 @@ that calls `run_trainjob` is only the launcher:
 3. follow   stream the nodes' logs into this process's log, wait for Complete
 4. fail     raise `TrainJobFailed` naming the failed node(s), with the tail of their log
 5. collect  copy rank 0's model (and TensorBoard logs) back, return its train_metrics.json
-6. always   delete the TrainJob and the staging folder (also on SIGTERM: a cancelled run)
+6. always   delete the TrainJob and the staging folder (on SIGTERM too, if the step lives that long)
 
 What outlives a killed launcher: the TrainJob is owned by the launcher's pod (an
 ownerReference, so Kubernetes deletes it with the pod, i.e. with the run), labelled with the
