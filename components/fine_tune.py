@@ -1,6 +1,7 @@
 """fine-tune: Hugging Face Trainer on the train features; save_pretrained model, metrics, TensorBoard.
 
-One node: trains here (torchrun over the pod's GPUs when it has several). More nodes (or a
+One node: trains here (torchrun over the pod's GPUs when it has several); a step given a GPU
+that torch cannot see fails before training (components/accelerator.py). More nodes (or a
 step compiled as a launcher, `trainjob["always"]`): submits a Kubeflow Trainer TrainJob that
 runs the same entry point on every node, follows it and publishes rank 0's model
 (components/trainjob.py, docs/multinode.md).
@@ -26,6 +27,9 @@ def fine_tune(
     tensorboard: Output[Artifact],
     num_nodes: int = 1,
     trainjob: dict = None,
+    save_steps: int = 500,
+    save_minutes: float = 0.0,
+    run_id: str = "",
 ):
     import dataclasses
 
@@ -37,11 +41,13 @@ def fine_tune(
     from components.train_entry import launch
     from components.trainjob import TrainJobSpec, run_trainjob
 
+    if not checkpoint_dir:  # no durable folder: checkpoints could never be resumed from, and
+        save_steps, save_minutes = 0, 0.0  # would be published inside the model artifact
     config = TrainConfig(learning_rate=learning_rate, num_train_epochs=num_train_epochs,
                          max_steps=max_steps, per_device_train_batch_size=batch_size,
                          weight_decay=weight_decay, warmup_fraction=warmup_fraction, seed=seed,
-                         precision=precision)
-    job = TrainJobSpec.from_dict(trainjob) if trainjob else None
+                         precision=precision, save_steps=save_steps, save_minutes=save_minutes)
+    job = TrainJobSpec.from_dict({**trainjob, "run_id": run_id}) if trainjob else None
     with published(model.path) as model_dir, published(tensorboard.path) as logs:
         if job and (num_nodes > 1 or job.always):
             result = run_trainjob(job, num_nodes, train_features.path, base_model.path, model_dir,

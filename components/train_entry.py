@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from components.accelerator import require_accelerator
 from components.qa.preemption import checkpoint_key
 from components.qa.training import TrainConfig, train_qa_model
 
@@ -42,6 +43,7 @@ def train(features: str, base_model: str, output: str, config: TrainConfig,
     """Train in this process (one rank); rank 0 also writes metrics next to the model."""
     import datasets
 
+    require_accelerator()  # before any work: a GPU step must not train on the CPU
     data = datasets.load_from_disk(features)
     if checkpoint_dir:  # durable folder (a PVC): one subfolder per training identity
         checkpoint_dir = str(Path(checkpoint_dir) / training_key(data, base_model, config))

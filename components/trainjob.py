@@ -15,7 +15,14 @@ that calls `run_trainjob` is only the launcher:
 3. follow   stream the nodes' logs into this process's log, wait for Complete
 4. fail     raise `TrainJobFailed` naming the failed node(s), with the tail of their log
 5. collect  copy rank 0's model (and TensorBoard logs) back, return its train_metrics.json
-6. always   delete the TrainJob and the staging folder (also on SIGTERM: a cancelled run)
+6. always   delete the TrainJob and the staging folder (on SIGTERM too, if the step lives that long)
+
+What outlives a killed launcher: the TrainJob is owned by the launcher's pod (an
+ownerReference, so Kubernetes deletes it with the pod, i.e. with the run), labelled with the
+run, and stopped by Trainer at its activeDeadlineSeconds (`timeout_s`). Every TrainJob is
+checked against Trainer's CRD schema before it is sent (components/trainer_schema.py) and
+created with fieldValidation=Strict, so a Trainer older than v2.2 (no spec.runtimePatches)
+refuses it instead of dropping the PVC mount.
 
 Storage, by backend:
 - "kubernetes": a ReadWriteMany PVC mounted at the same path in the launcher pod and in
@@ -41,6 +48,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from components import trainer_schema
+from components.accelerator import ACCELERATOR_ENV
 from components.qa.errors import InvalidInputError
 from components.qa.training import TrainConfig
 from components.train_entry import METRICS_FILE, entry_args
@@ -48,6 +57,7 @@ from components.train_entry import METRICS_FILE, entry_args
 BACKENDS = ("kubernetes", "container")
 VOLUME = "qa-cache"  # the volume name of manifests/overlays/trainer's runtime: patches merge into it
 LABELS = {"app.kubernetes.io/part-of": "kfp-squad-qa", "app.kubernetes.io/component": "fine-tune"}
+RUN_LABEL = "pipelines.kubeflow.org/run_id"  # the KFP run a TrainJob belongs to (TrainJobSpec.run_id)
 TAIL_LINES = 25  # log lines of a failed node quoted in the error
 
 
@@ -74,8 +84,13 @@ class TrainJobSpec:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     secret_env: dict[str, str] = dataclasses.field(default_factory=dict)
     namespace: str = ""  # "" = the launcher's own namespace
+    # Secrets to pull `image` from a private registry (names, in the job's namespace)
+    image_pull_secrets: list[str] = dataclasses.field(default_factory=list)
+    run_id: str = ""  # the KFP run, as a label on the TrainJob (kubectl delete trainjobs -l ...)
     start_timeout_s: int = 2 * 3600  # for every node to run (image pulls, GPU capacity, queues)
-    timeout_s: int = 3 * 24 * 3600  # for the job to finish; also its activeDeadlineSeconds
+    # for the job to finish; also its activeDeadlineSeconds, which stops the nodes of a run whose
+    # launcher was killed before it could delete them (CompileSettings.train_timeout_hours)
+    timeout_s: int = 24 * 3600
     poll_s: int = 10
 
     def __post_init__(self):
@@ -164,6 +179,11 @@ def node_trainer(spec: TrainJobSpec, num_nodes: int, argv: list[str], env: dict[
                          num_nodes=num_nodes, resources_per_node=resources, env=env)
 
 
+def processes_per_node(spec: TrainJobSpec) -> int:
+    """One torchrun process per GPU; one without GPUs (Trainer's `auto` would start one per CPU)."""
+    return max(spec.gpus_per_node, 1)
+
+
 def job_options(spec: TrainJobSpec, name: str) -> list:
     """The TrainJob's name; on Kubernetes also labels, scheduling, the shared PVC and a deadline."""
     from kubeflow.trainer import options as opt
@@ -175,12 +195,77 @@ def job_options(spec: TrainJobSpec, name: str) -> list:
         containers=[opt.ContainerPatch(name="node", volume_mounts=[{"name": VOLUME,
                                                                     "mountPath": spec.mount_path}])],
         node_selector=dict(spec.node_selector) or None,
-        tolerations=[dict(t) for t in spec.tolerations] or None)
+        tolerations=[dict(t) for t in spec.tolerations] or None,
+        image_pull_secrets=[{"name": name} for name in spec.image_pull_secrets] or None)
     node = opt.ReplicatedJobPatch(name="node", template=opt.JobTemplatePatch(
         spec=opt.JobSpecPatch(template=opt.PodTemplatePatch(spec=pod))))
     patch = opt.RuntimePatch(training_runtime_spec=opt.TrainingRuntimeSpecPatch(
         template=opt.JobSetTemplatePatch(spec=opt.JobSetSpecPatch(replicated_jobs=[node]))))
-    return [opt.Name(name), opt.Labels(dict(LABELS)), patch, opt.ActiveDeadlineSeconds(spec.timeout_s)]
+    labels = {**LABELS, **({RUN_LABEL: spec.run_id} if spec.run_id else {})}
+    return [opt.Name(name), opt.Labels(labels), patch, opt.ActiveDeadlineSeconds(spec.timeout_s)]
+
+
+def launcher_owner(spec: TrainJobSpec) -> list[dict[str, Any]]:
+    """An ownerReference to this launcher's pod, so that deleting the run (its Argo pods) deletes
+    the TrainJob too; [] outside a KFP pod or when the job goes to another namespace.
+
+    KFP's Argo compiler gives every executor container KFP_POD_NAME and KFP_POD_UID from the
+    downward API (kubeflow/pipelines backend/src/v2/compiler/argocompiler/common.go, commonEnvs).
+    """
+    name, uid = os.environ.get("KFP_POD_NAME"), os.environ.get("KFP_POD_UID")
+    if not (name and uid) or spec.namespace not in ("", _own_namespace()):
+        return []
+    return [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}]
+
+
+def _own_namespace() -> str:
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return path.read_text().strip() if path.exists() else ""
+
+
+class TrainerTooOld(TrainJobFailed):
+    """The Trainer API server refused fields of the v2.2+ TrainJob (e.g. spec.runtimePatches)."""
+
+
+class GuardedCreate:
+    """Wraps the CustomObjectsApi the SDK's backend creates TrainJobs with: checks the TrainJob
+    against Trainer's CRD schema first, adds `owners` as ownerReferences, and asks the server for
+    fieldValidation=Strict, so that unknown fields fail the create instead of being dropped."""
+
+    def __init__(self, api, owners: list[dict[str, Any]]):
+        self.api, self.owners = api, owners
+
+    def create_namespaced_custom_object(self, group, version, namespace, plural, body, **kwargs):
+        if self.owners:
+            body = {**body, "metadata": {**body["metadata"], "ownerReferences": list(self.owners)}}
+        trainer_schema.validate(body, where=f"TrainJob {body['metadata'].get('name')}")
+        return self.api.create_namespaced_custom_object(group, version, namespace, plural, body,
+                                                        field_validation="Strict", **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.api, name)
+
+
+def submit(client, spec: TrainJobSpec, job: str, num_nodes: int, argv: list[str]) -> None:
+    """Create the TrainJob; the server's or the schema's refusal as one clear error."""
+    try:
+        client.train(runtime=spec.runtime, trainer=node_trainer(spec, num_nodes, argv, node_env(spec)),
+                     options=job_options(spec, job))
+    except RuntimeError as err:  # the SDK wraps every create failure in "Failed to create TrainJob"
+        cause = err.__cause__
+        if isinstance(cause, trainer_schema.SchemaError):
+            raise cause from None
+        body = str(getattr(cause, "body", "") or "")
+        if getattr(cause, "status", None) == 400 and "unknown field" in body:
+            try:  # a metav1.Status
+                body = json.loads(body).get("message", body)
+            except ValueError:
+                pass
+            raise TrainerTooOld(job, f"the Kubeflow Trainer in the cluster refused TrainJob {job}: "
+                                     f"{body.strip()}. It is older than v2.2, which added "
+                                     "spec.runtimePatches; install Trainer v2.2 or later "
+                                     "(docs/multinode.md)") from None
+        raise
 
 
 def secret_env_vars(spec: TrainJobSpec) -> list:
@@ -194,6 +279,8 @@ def secret_env_vars(spec: TrainJobSpec) -> list:
 
 def node_env(spec: TrainJobSpec) -> dict[str, str]:
     env = dict(spec.env)
+    if spec.gpus_per_node:  # a node whose torch sees none of them fails (components/accelerator.py)
+        env[ACCELERATOR_ENV] = spec.accelerator_type
     if spec.backend == "kubernetes" and spec.pvc_name:
         env.setdefault("HF_HOME", f"{spec.mount_path}/hf-cache")  # as the pipeline's steps
     if spec.backend == "container":
@@ -217,11 +304,14 @@ def _kubernetes_backend_class():
         """
 
         secret_env: tuple = ()  # IoK8sApiCoreV1EnvVar
+        num_proc_per_node: int | None = None  # kubeflow 0.5.0 leaves it unset (Trainer: auto)
 
         def _get_trainjob_spec(self, *args, **kwargs):
             job = super()._get_trainjob_spec(*args, **kwargs)
             if self.secret_env:
                 job.trainer.env = [*(job.trainer.env or []), *self.secret_env]
+            if self.num_proc_per_node:
+                job.trainer.num_proc_per_node = self.num_proc_per_node
             return job
 
     return Backend
@@ -249,40 +339,53 @@ def trainer_client(spec: TrainJobSpec):
         return TrainerClient(ContainerBackendConfig(
             pull_policy="IfNotPresent", runtime_source=TrainingRuntimeSource(sources=[])))
     backend = _kubernetes_backend_class()(KubernetesBackendConfig(namespace=spec.namespace or None))
-    backend.secret_env = tuple(secret_env_vars(spec))
+    _configure(backend, spec, backend.custom_api, launcher_owner(spec))
     return _client_over(backend)
 
 
-def render_trainjob(spec: TrainJobSpec, num_nodes: int, argv: list[str], name: str = "qa-ft-preview",
-                    namespace: str = "kubeflow-user-example-com",
-                    runtime_kind: str = "ClusterTrainingRuntime") -> dict[str, Any]:
-    """The TrainJob (a dict) that `run_trainjob` would create on a cluster, built by the SDK's
-    Kubernetes backend with no cluster: the runtime is assumed to be a torch runtime of
-    `runtime_kind`, and the create call is kept instead of sent."""
+def _configure(backend, spec: TrainJobSpec, api, owners: list[dict[str, Any]]) -> None:
+    """What our backend adds to the SDK's: Secret env, processes per node, the guarded create."""
+    backend.secret_env = tuple(secret_env_vars(spec))
+    backend.num_proc_per_node = processes_per_node(spec)
+    backend.custom_api = GuardedCreate(api, owners)
+
+
+def offline_client(spec: TrainJobSpec, api, namespace: str = "kubeflow-user-example-com",
+                   runtime_kind: str = "ClusterTrainingRuntime", owners: list[dict[str, Any]] = ()):
+    """A TrainerClient over our Kubernetes backend with no kube config: `api` stands in for the
+    CustomObjectsApi, and the runtime is assumed to be a torch runtime of `runtime_kind`."""
     from kubeflow.trainer import Runtime, RuntimeKind, RuntimeTrainer, TrainerType
     from kubeflow.trainer.constants import constants
 
-    spec = dataclasses.replace(spec, backend="kubernetes")
     runtime = Runtime(name=spec.runtime, kind=RuntimeKind(runtime_kind), trainer=RuntimeTrainer(
         trainer_type=TrainerType.CUSTOM_TRAINER, framework="torch", image=spec.image))
     runtime.trainer.set_command(constants.TORCH_COMMAND)
-    created: dict[str, Any] = {}
 
-    class Api:  # stands in for CustomObjectsApi
-        def create_namespaced_custom_object(self, group, version, ns, plural, body):
-            created.update(body, metadata={**body["metadata"], "namespace": ns})
-
-    class DryRun(_kubernetes_backend_class()):
+    class Offline(_kubernetes_backend_class()):
         def __init__(self):  # no kube config, no cluster
-            self.namespace, self.custom_api = namespace, Api()
-            self.secret_env = tuple(secret_env_vars(spec))
+            self.namespace = namespace
+            _configure(self, spec, api, list(owners))
 
         def get_runtime(self, name):
             return runtime
 
-    _client_over(DryRun()).train(runtime=spec.runtime,
-                                 trainer=node_trainer(spec, num_nodes, argv, node_env(spec)),
-                                 options=job_options(spec, name))
+    return _client_over(Offline())
+
+
+def render_trainjob(spec: TrainJobSpec, num_nodes: int, argv: list[str], name: str = "qa-ft-preview",
+                    namespace: str = "kubeflow-user-example-com",
+                    runtime_kind: str = "ClusterTrainingRuntime",
+                    owners: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The TrainJob (a dict) that `run_trainjob` would create on a cluster, built by the SDK's
+    Kubernetes backend with no cluster, schema-checked; the create call is kept instead of sent."""
+    spec = dataclasses.replace(spec, backend="kubernetes")
+    created: dict[str, Any] = {}
+
+    class Api:  # stands in for CustomObjectsApi
+        def create_namespaced_custom_object(self, group, version, ns, plural, body, **kwargs):
+            created.update(body, metadata={**body["metadata"], "namespace": ns})
+
+    submit(offline_client(spec, Api(), namespace, runtime_kind, owners), spec, name, num_nodes, argv)
     return created
 
 
@@ -360,6 +463,9 @@ def run_trainjob(spec: TrainJobSpec, num_nodes: int, features: str, base_model: 
     _check_checkpoint_dir(spec, checkpoint_dir)
     client = trainer_client(spec)
     job = f"qa-ft-{uuid.uuid4().hex[:10]}"
+    if spec.backend == "kubernetes" and not launcher_owner(spec):
+        log(f"TrainJob {job}: no ownerReference (not in a KFP pod of its namespace): if this step is "
+            f"killed, the TrainJob runs until its activeDeadlineSeconds ({spec.timeout_s} s)")
     shared = None
     on_sigterm = _exit_on_sigterm()
     try:
@@ -372,8 +478,7 @@ def run_trainjob(spec: TrainJobSpec, num_nodes: int, features: str, base_model: 
         argv = entry_args(shared.node_path("features"), shared.node_path("base_model"),
                           shared.node_path("model"), config,
                           shared.node_path("tensorboard") if logging_dir else None, checkpoint_dir)
-        client.train(runtime=spec.runtime, trainer=node_trainer(spec, num_nodes, argv, node_env(spec)),
-                     options=job_options(spec, job))
+        submit(client, spec, job, num_nodes, argv)
         log(f"TrainJob {job}: {num_nodes} node(s) x {spec.gpus_per_node or 'no'} "
             f"{spec.accelerator_type if spec.gpus_per_node else 'GPU'} of {spec.image} "
             f"({spec.backend}, runtime {spec.runtime}); waiting for the nodes to start")

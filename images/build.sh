@@ -22,8 +22,8 @@ usage() {
 Options:
   --variant cpu|cuda|all   which image(s) (default: cpu)
   --prefix PREFIX          image name prefix (default: $IMAGE_PREFIX or ghcr.io/kfp-squad-qa)
-  --tag TAG                image tag (default: $IMAGE_TAG, else git describe --always --dirty,
-                           else the package version); "latest" is refused
+  --tag TAG                image tag (default: $IMAGE_TAG, else pyproject.toml's version, the
+                           tag pipeline/settings.py names by default); "latest" is refused
   --base-image REF         BASE_IMAGE build arg (default: the Dockerfile's pinned digest)
   --local-base             build qa-base:bookworm with debootstrap and use it as BASE_IMAGE
   --rebuild-base           with --local-base: rebuild the base even if it exists
@@ -31,6 +31,7 @@ Options:
   --env-file PATH          where to write the image references (default: build/images.env)
   --python PATH            Python 3.11 used to fetch wheels (default: .venv/bin/python, else python3)
   --verbose                show docker build output (by default shown only on failure)
+  --print-refs             print the image references it would build, and exit (no docker)
 EOF
 }
 
@@ -47,6 +48,7 @@ push=0
 env_file=build/images.env
 python=
 quiet=(--quiet)
+print_refs=0
 build_log=/dev/null  # with --quiet stdout is just the image id; failures still print
 LOCAL_BASE=qa-base:bookworm
 
@@ -62,6 +64,7 @@ while (($#)); do
     --env-file) env_file=$2; shift ;;
     --python) python=$2; shift ;;
     --verbose) quiet=(); build_log=/dev/stdout ;;
+    --print-refs) print_refs=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "build.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -76,10 +79,9 @@ esac
 if [[ -z $python ]]; then
   if [[ -x .venv/bin/python ]]; then python=.venv/bin/python; else python=python3; fi
 fi
-if [[ -z $tag ]]; then
-  tag=$(git describe --always --dirty 2>/dev/null) ||
-    tag=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
-fi
+# pyproject.toml's version: the default tag, which pipeline/settings.py (VERSION) names too
+version=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+tag=${tag:-$version}
 if [[ $tag == latest || ! $tag =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]]; then
   echo "build.sh: tag '$tag' is not allowed: give a version or commit (not 'latest'), [A-Za-z0-9_.-]" >&2
   exit 2
@@ -87,6 +89,10 @@ fi
 if ((push)) && [[ $prefix != */* || ${prefix%%/*} != *[.:]* && ${prefix%%/*} != localhost ]]; then
   echo "build.sh: --push needs a registry host in --prefix (e.g. registry.example.com/ml), got '$prefix'" >&2
   exit 2
+fi
+if ((print_refs)); then
+  for v in "${variants[@]}"; do echo "$prefix/qa-$v:$tag"; done
+  exit 0
 fi
 if ! docker info >/dev/null 2>&1; then
   echo "build.sh: the docker daemon is not reachable; run images/ci-setup.sh (as root) first" >&2
@@ -138,7 +144,6 @@ if ((local_base)); then
   build_local_base
   base_image=$LOCAL_BASE
 fi
-version=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 revision=$(git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 
 for v in "${variants[@]}"; do

@@ -39,7 +39,9 @@ def compile_pipeline(args) -> None:
     overrides = {"accelerator_type": args.accelerator_type, "accelerator_count": args.accelerator_count,
                  "node_selector": tuple(_key_values(args.node_selector).items()),
                  "tolerations": tuple(tuple(t.split(":")) for t in args.toleration),
-                 "pvc_name": args.pvc, "num_nodes": args.num_nodes, "trainer_runtime": args.trainer_runtime}
+                 "pvc_name": args.pvc, "num_nodes": args.num_nodes, "trainer_runtime": args.trainer_runtime,
+                 "image_pull_secrets": tuple(args.image_pull_secret),
+                 "train_timeout_hours": args.train_timeout_hours}
     settings = (CompileSettings.from_images_env(args.images, **overrides) if args.images
                 else CompileSettings(**overrides))
     compiler.Compiler().compile(build_pipeline(settings), str(args.output))
@@ -76,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--num-nodes", type=int, default=1,
                    help="> 1: fine-tune launches a Kubeflow Trainer TrainJob (needs an RWX --pvc)")
     c.add_argument("--trainer-runtime", default="torch-distributed", help="TrainJob runtime")
+    c.add_argument("--image-pull-secret", action="append", default=[], metavar="NAME",
+                   help="Secret to pull the images from a private registry (every task, TrainJob nodes)")
+    c.add_argument("--train-timeout-hours", type=float, default=24.0,
+                   help="a TrainJob's activeDeadlineSeconds, in hours (docs/multinode.md)")
     c.set_defaults(func=compile_pipeline)
 
     r = sub.add_parser("run", help="run the whole DAG locally through kfp.local")

@@ -42,14 +42,16 @@ def run_local(params: dict[str, Any], pipeline_root: str = "local_outputs", runn
     params = stage_inputs(params, root)
     if not params["registry_uri"]:  # kfp.local: the embedded registry, beside the runs it records
         params = {**params, "registry_uri": (root / "model-registry").as_uri()}
+    # no accelerator here: a task compiled with one would refuse to train on the CPU
+    # (components/accelerator.py)
     if runner == "docker":
         if not image:
             raise ValueError("the docker runner needs --image (the CPU image `make images` built)")
-        settings = CompileSettings(cpu_image=image, gpu_image=image)
+        settings = CompileSettings(cpu_image=image, gpu_image=image, accelerator_count=0)
         local_runner = local.DockerRunner()
         os.chmod(root, 0o777)  # the image runs as a non-root user
     else:
-        settings = CompileSettings()
+        settings = CompileSettings(accelerator_count=0)
         local_runner = local.SubprocessRunner(use_venv=False)
     local.init(runner=local_runner, pipeline_root=str(root), enable_caching=cache)
     started = time.time()

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "learning_rate": 3e-5, "num_train_epochs": 2.0, "max_steps": -1, "batch_size": 48,
     "weight_decay": 0.01, "warmup_fraction": 0.1, "seed": 42, "precision": "auto",
     "checkpoint_dir": "", "num_nodes": 1,  # > 1: a Kubeflow Trainer TrainJob (docs/multinode.md)
+    "save_steps": 500, "save_minutes": 30.0,  # checkpoint every N steps and/or minutes (0: off)
     # evaluation and registration
     "n_best": 20, "max_answer_length": 50, "eval_batch_size": 128,
     "null_score_diff_threshold": 0.0,  # SQuAD v2.0: answer "" when null - best span > this
@@ -116,6 +117,9 @@ def validate_parameters(p: dict[str, Any]) -> None:
         bad("num_nodes", f"num_nodes={p['num_nodes']} must be at least 1", "Use 1, or more for a TrainJob.")
     if p["max_context_chars"] <= 0:
         bad("max_context_chars", "max_context_chars must be positive", "Use e.g. 1000000.")
+    if p["save_steps"] < 0 or p["save_minutes"] < 0:
+        bad("save_steps", f"save_steps={p['save_steps']} and save_minutes={p['save_minutes']} must "
+            "be >= 0", "Use 0 to turn one off, e.g. save_steps=500, save_minutes=30.")
     if p["max_train_samples"] < 0 or p["max_eval_samples"] < 0:
         bad("max_train_samples", "sample limits must be >= 0", "Use 0 for all examples.")
 

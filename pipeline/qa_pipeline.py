@@ -24,11 +24,12 @@ from kfp.dsl import Markdown, Metrics, Model
 
 from components.download import download
 from components.evaluate import evaluate
+from components.accelerator import ACCELERATOR_ENV
 from components.fine_tune import fine_tune
 from components.preprocess import preprocess_train, preprocess_validation
 from components.register import register_model
 from pipeline.parameters import DEFAULTS as D
-from pipeline.settings import CompileSettings
+from pipeline.settings import PVC_STEPS, CompileSettings
 
 PIPELINE_NAME = "qa-finetune"
 
@@ -53,9 +54,13 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
                 kubernetes.add_node_selector(task, label_key=key, label_value=value)
             for key, operator, effect in settings.tolerations:
                 kubernetes.add_toleration(task, key=key, operator=operator, effect=effect)
-        if settings.pvc_name:
+            # the step fails fast if torch then sees no accelerator (components/accelerator.py)
+            task.set_env_variable(ACCELERATOR_ENV, settings.accelerator_type)
+        if settings.pvc_name and step in PVC_STEPS:
             kubernetes.mount_pvc(task, pvc_name=settings.pvc_name, mount_path=settings.pvc_mount_path)
             task.set_env_variable("HF_HOME", f"{settings.pvc_mount_path}/hf-cache")
+        if settings.image_pull_secrets:
+            kubernetes.set_image_pull_secrets(task, list(settings.image_pull_secrets))
         return task
 
     @dsl.pipeline(name=PIPELINE_NAME,
@@ -73,6 +78,7 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
         max_steps: int = D["max_steps"], batch_size: int = D["batch_size"],
         weight_decay: float = D["weight_decay"], warmup_fraction: float = D["warmup_fraction"],
         seed: int = D["seed"], precision: str = D["precision"], checkpoint_dir: str = D["checkpoint_dir"],
+        save_steps: int = D["save_steps"], save_minutes: float = D["save_minutes"],
         num_nodes: int = settings.num_nodes,
         n_best: int = D["n_best"], max_answer_length: int = D["max_answer_length"],
         eval_batch_size: int = D["eval_batch_size"],
@@ -108,7 +114,8 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
             num_train_epochs=num_train_epochs, max_steps=max_steps, batch_size=batch_size,
             weight_decay=weight_decay, warmup_fraction=warmup_fraction, seed=seed,
             precision=precision, checkpoint_dir=checkpoint_dir, num_nodes=num_nodes,
-            trainjob=settings.trainjob()),
+            trainjob=settings.trainjob(), save_steps=save_steps, save_minutes=save_minutes,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
             "trainjob-launcher" if launcher else "fine-tune", accelerator=not launcher)
         # preempted (SIGTERM) or lost node: the retry resumes from the checkpoint in checkpoint_dir
         trained.set_retry(num_retries=2, backoff_duration="60s")

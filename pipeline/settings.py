@@ -7,11 +7,30 @@ Secrets are referenced by Kubernetes Secret name only; values never enter the YA
 from __future__ import annotations
 
 import dataclasses
+import tomllib
+from importlib.metadata import version
 from pathlib import Path
 
 from components.qa.errors import InvalidInputError
 
-VERSION = "0.1.0"
+
+def _package_version() -> str:
+    """pyproject.toml's version: the default image tag here and in images/build.sh (one fact)."""
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if pyproject.exists():
+        return tomllib.loads(pyproject.read_text())["project"]["version"]
+    return version("kfp-squad-qa")  # installed without the source tree (the images)
+
+
+VERSION = _package_version()
+# The steps that mount the cache PVC (--pvc), and why; the others never wait for the claim, so
+# on ReadWriteOnce storage the preprocess steps run side by side (docs/multinode.md, storage).
+PVC_STEPS = {
+    "download": "the Hugging Face cache (HF_HOME): Hub models and datasets are fetched once",
+    "fine-tune": "checkpoint_dir, to resume after preemption",
+    "trainjob-launcher": "stages the features and base model for the TrainJob's nodes, which mount "
+                         "the claim too, and checkpoint_dir (ReadWriteMany)",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +44,9 @@ class CompileSettings:
     # images (pushed by `make images`; never :latest)
     cpu_image: str = f"ghcr.io/kfp-squad-qa/qa-cpu:{VERSION}"
     gpu_image: str = f"ghcr.io/kfp-squad-qa/qa-cuda:{VERSION}"
+    # Secrets (type kubernetes.io/dockerconfigjson) to pull the images from a private registry:
+    # set on every task and on the TrainJob's nodes
+    image_pull_secrets: tuple[str, ...] = ()
     # accelerator for fine-tune (and evaluate when eval_on_gpu)
     accelerator_type: str = "nvidia.com/gpu"
     accelerator_count: int = 1
@@ -40,6 +62,9 @@ class CompileSettings:
     # default of the num_nodes pipeline parameter; it needs pvc_name on RWX storage
     num_nodes: int = 1
     trainer_runtime: str = "torch-distributed"  # or qa-torch-distributed (manifests/overlays/trainer)
+    # the TrainJob's activeDeadlineSeconds: Trainer stops its nodes then, also when the launcher
+    # was killed before it could delete them (a cancelled run); set it above the longest training
+    train_timeout_hours: float = 24.0
     # Kubernetes Secrets consumed as environment (optional: a missing secret is not an error)
     hf_token_secret: str = "hf-token"
     s3_secret: str = "s3-credentials"
@@ -67,6 +92,10 @@ class CompileSettings:
         if self.num_nodes < 1:
             raise InvalidInputError(f"num_nodes={self.num_nodes} is below 1", fix="Use 1 or more.",
                                     field="num_nodes")
+        if not 0 < self.train_timeout_hours <= 24 * 30:
+            raise InvalidInputError(f"train_timeout_hours={self.train_timeout_hours} is outside (0, 720]",
+                                    fix="Give the longest training you expect, in hours (e.g. 24).",
+                                    field="train_timeout_hours")
         if self.num_nodes > 1 and not self.pvc_name:
             raise InvalidInputError("a multi-node fine-tune needs a PVC every node mounts",
                                     fix="Add --pvc qa-hf-cache, ReadWriteMany (apply "
@@ -86,7 +115,9 @@ class CompileSettings:
             cpu=node.cpu, memory=node.memory, node_selector=dict(self.node_selector),
             tolerations=[{"key": k, "operator": op, "effect": effect} for k, op, effect in self.tolerations],
             pvc_name=self.pvc_name, mount_path=self.pvc_mount_path,
-            secret_env={"HF_TOKEN": f"{self.hf_token_secret}/HF_TOKEN"}).to_dict()
+            secret_env={"HF_TOKEN": f"{self.hf_token_secret}/HF_TOKEN"},
+            image_pull_secrets=list(self.image_pull_secrets),
+            timeout_s=round(self.train_timeout_hours * 3600)).to_dict()
 
     @classmethod
     def from_images_env(cls, path: str | Path, **overrides) -> "CompileSettings":

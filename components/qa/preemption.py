@@ -8,6 +8,10 @@ resumes with the model, optimizer, scheduler, RNG states and sampler position.
 
 The folder is keyed by what determines the training (`checkpoint_key`), so a
 changed dataset or hyperparameter never resumes someone else's checkpoint.
+
+SIGTERM is not always delivered in time (under Argo's emissary the whole process group
+gets it, and the KFP launcher above us exits at once), so periodic checkpoints are the
+recovery path: every `save_steps` steps, and with `TimedCheckpoint` every `save_minutes`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import hashlib
 import json
 import re
 import signal
+import time
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -53,6 +58,41 @@ class SigtermCheckpoint(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
+
+
+class TimedCheckpoint(TrainerCallback):
+    """Save a checkpoint when `minutes` have passed since the start or the last save.
+
+    Every rank must agree on a save (a checkpoint is a collective in DDP), so rank 0's clock
+    decides and the decision is broadcast each step when training is distributed.
+    """
+
+    def __init__(self, minutes: float):
+        self.interval_s = minutes * 60
+        self.last = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last = _clock()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        due = _clock() - self.last >= self.interval_s
+        if args.world_size > 1:
+            import torch
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                flag = torch.tensor([int(due)], device=args.device)
+                dist.broadcast(flag, src=0)
+                due = bool(flag.item())
+        if due:
+            control.should_save = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self.last = _clock()
+
+
+_clock = time.monotonic  # TimedCheckpoint's clock (a test replaces it)
 
 
 def latest_complete_checkpoint(folder: str | Path) -> str | None:

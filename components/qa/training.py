@@ -22,8 +22,8 @@ Where the speed comes from (each one a `TrainConfig` field):
 `TrainConfig.baseline()` switches the first three off (every batch padded to
 max_length, random batches, fp32): the same code path, for benchmarks.
 
-Checkpoints (`save_steps`) go to `checkpoint_dir` (default `output_dir`); a run that
-finds one there resumes from the latest.
+Checkpoints (every `save_steps` steps and/or `save_minutes` minutes) go to `checkpoint_dir`
+(default `output_dir`); a run that finds one there resumes from the latest.
 """
 
 from __future__ import annotations
@@ -99,7 +99,9 @@ class TrainConfig:
 
     # logging and checkpoints
     logging_steps: int = _f(50, "Log loss and learning rate every this many steps.")
-    save_steps: int = _f(500, "Checkpoint every this many steps (0: no checkpoints).")
+    save_steps: int = _f(500, "Checkpoint every this many steps (0: not by steps).")
+    save_minutes: float = _f(0.0, "Also checkpoint when this many minutes passed since the last "
+                                  "checkpoint (0: not by time).")
     save_total_limit: int = _f(2, "Checkpoints kept; older ones are deleted.")
     report_to: str = _f("tensorboard", "Where the Trainer reports: tensorboard or none.")
 
@@ -149,6 +151,9 @@ class TrainConfig:
         if self.save_steps < 0:
             bad("save_steps", f"save_steps={self.save_steps} must be >= 0",
                 "Use 0 for no checkpoints, or e.g. 500.")
+        if self.save_minutes < 0:
+            bad("save_minutes", f"save_minutes={self.save_minutes} must be >= 0",
+                "Use 0 for no timed checkpoints, or e.g. 30.")
         if self.save_total_limit < 1:
             bad("save_total_limit", f"save_total_limit={self.save_total_limit} must be >= 1",
                 "Keep at least the latest checkpoint, e.g. 2.")
@@ -409,7 +414,12 @@ def train_qa_model(model_name_or_path, train_features, output_dir: str, config: 
     """
     from transformers import AutoTokenizer, PreTrainedModel, set_seed
 
-    from components.qa.preemption import Preempted, SigtermCheckpoint, latest_complete_checkpoint
+    from components.qa.preemption import (
+        Preempted,
+        SigtermCheckpoint,
+        TimedCheckpoint,
+        latest_complete_checkpoint,
+    )
 
     set_seed(config.seed)  # the QA head is initialised when the model loads
     if isinstance(model_name_or_path, PreTrainedModel):
@@ -423,8 +433,9 @@ def train_qa_model(model_name_or_path, train_features, output_dir: str, config: 
             tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
     checkpoint_dir = checkpoint_dir or output_dir
     sigterm = SigtermCheckpoint()
+    timed = [TimedCheckpoint(config.save_minutes)] if config.save_minutes else []
     trainer = build_trainer(model, tokenizer, train_features, checkpoint_dir, config,
-                            logging_dir, [sigterm, *(callbacks or [])])
+                            logging_dir, [sigterm, *timed, *(callbacks or [])])
     resume = latest_complete_checkpoint(checkpoint_dir)
     logger.info("training %s on %d features: precision=%s, group_by_length=%s, "
                 "pad_to_max_length=%s, batch=%d, workers=%d, optim=%s%s",

@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -203,6 +205,41 @@ def test_images_env_keys_are_the_ones_the_compiler_reads(tmp_path):
     env.write_text("QA_CPU_IMAGE=reg.example/qa-cpu:abc\nQA_GPU_IMAGE=reg.example/qa-cuda@sha256:" + "0" * 64 + "\n")
     got = settings.CompileSettings.from_images_env(env)
     assert got.cpu_image == "reg.example/qa-cpu:abc" and got.gpu_image.startswith("reg.example/qa-cuda@")
+
+
+def test_build_tags_by_default_the_images_the_pipeline_names(tmp_path):
+    """One version: images/build.sh's default tags are the compiled pipeline's default images."""
+    settings = pytest.importorskip("pipeline.settings")
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert settings.VERSION == version
+    env = {k: v for k, v in os.environ.items() if k not in ("IMAGE_TAG", "IMAGE_PREFIX")}
+    out = subprocess.run(["bash", str(IMAGES / "build.sh"), "--variant", "all", "--print-refs",
+                          "--python", sys.executable],
+                         capture_output=True, text=True, cwd=REPO, env=env)
+    assert out.returncode == 0, out.stderr
+    defaults = settings.CompileSettings()
+    assert out.stdout.split() == [defaults.cpu_image, defaults.gpu_image]
+    tagged = subprocess.run(["bash", str(IMAGES / "build.sh"), "--print-refs", "--tag", "1.2.3",
+                             "--prefix", "reg.example/ml"], capture_output=True, text=True, cwd=REPO, env=env)
+    assert tagged.stdout.split() == ["reg.example/ml/qa-cpu:1.2.3"]
+
+
+def test_image_pull_secrets_reach_every_task_and_the_trainjob_nodes(tmp_path):
+    import yaml
+    from kfp import compiler
+
+    from pipeline.qa_pipeline import build_pipeline
+    from pipeline.settings import CompileSettings
+
+    settings = CompileSettings(image_pull_secrets=("regcred", "mirror-cred"), num_nodes=2, pvc_name="qa-hf-cache")
+    compiler.Compiler().compile(build_pipeline(settings), str(tmp_path / "p.yaml"))
+    spec, platform = yaml.safe_load_all((tmp_path / "p.yaml").read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == set(spec["deploymentSpec"]["executors"])  # every task
+    for name, config in executors.items():
+        assert [s["secretName"] for s in config["imagePullSecret"]] == ["regcred", "mirror-cred"], name
+    trainjob = spec["root"]["dag"]["tasks"]["fine-tune"]["inputs"]["parameters"]["trainjob"]
+    assert trainjob["runtimeValue"]["constant"]["image_pull_secrets"] == ["regcred", "mirror-cred"]
 
 
 def test_makefile_images_target_calls_build_script():

@@ -1,8 +1,9 @@
 """Render every kustomization under manifests/ and check what the pipeline relies on.
 
 Built-in kinds are validated against the pinned Kubernetes schema (strict: unknown
-fields fail); the CRDs (PodDefault, TrainingRuntime) have no schema here, so their
-fields are checked by hand and their pod-shaped parts are validated inside a Pod.
+fields fail); Kubeflow Trainer's kinds against Trainer's own schema, unknown fields
+refused too (components/trainer_schema.py); PodDefault has no schema here, so its
+fields are checked by hand and its pod-shaped parts are validated inside a Pod.
 
     python -m pytest tests/cluster/test_manifests.py -q
 """
@@ -90,7 +91,7 @@ def test_builtin_kinds_validate_against_pinned_kubernetes(directory):
     for obj in render(directory):
         where = f"manifests/{directory}: {obj['kind']} {obj['metadata']['name']}"
         if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
-            continue  # checked field by field below
+            continue  # checked against their own schemas below
         try:
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
         except kubernetes_validate.SchemaNotFoundError:
@@ -98,6 +99,16 @@ def test_builtin_kinds_validate_against_pinned_kubernetes(directory):
                         "and check its fields by hand")
         except kubernetes_validate.ValidationError as e:
             pytest.fail(f"{where}: invalid for Kubernetes {K8S_VERSION}: {e.message}")
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS)
+def test_trainer_kinds_validate_against_trainers_crd_schema(directory):
+    from components import trainer_schema
+
+    for obj in render(directory):
+        if obj["apiVersion"].startswith("trainer.kubeflow.org/"):
+            assert trainer_schema.problems(obj) == [], f"manifests/{directory}: {obj['kind']} " \
+                f"{obj['metadata']['name']} would be refused by Trainer {trainer_schema.API_VERSION}"
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS)
@@ -182,6 +193,30 @@ def test_cache_pvc_access_modes(directory, modes):
     spec = get(directory, "PersistentVolumeClaim", "qa-hf-cache")["spec"]
     assert spec["accessModes"] == modes
     assert spec["resources"]["requests"]["storage"]
+
+
+def test_only_the_steps_that_need_the_claim_mount_it(tmp_path):
+    """On ReadWriteOnce storage every mount pins a step to the claim's node: the two preprocess
+    steps (and evaluate, register) must not wait for it."""
+    from kfp import compiler
+
+    from pipeline.qa_pipeline import build_pipeline
+    from pipeline.settings import PVC_STEPS, CompileSettings
+
+    for nodes, mounted in ((1, {"download", "fine-tune"}), (2, {"download", "fine-tune"})):
+        settings = CompileSettings(pvc_name="qa-hf-cache", num_nodes=nodes)
+        compiler.Compiler().compile(build_pipeline(settings), str(tmp_path / "p.yaml"))
+        spec, platform = yaml.safe_load_all((tmp_path / "p.yaml").read_text())
+        executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        with_claim = {name.removeprefix("exec-") for name, cfg in executors.items() if "pvcMount" in cfg}
+        assert with_claim == mounted, (nodes, with_claim)
+        for name in with_claim:
+            (mount,) = executors[f"exec-{name}"]["pvcMount"]
+            assert mount["mountPath"] == "/mnt/qa"
+            env = spec["deploymentSpec"]["executors"][f"exec-{name}"]["container"]["env"]
+            assert {"name": "HF_HOME", "value": "/mnt/qa/hf-cache"} in env
+    assert {"download", "fine-tune", "trainjob-launcher"} == set(PVC_STEPS)
+    assert all(PVC_STEPS.values())
 
 
 def test_rwx_overlay_names_a_storage_class_placeholder():
@@ -275,7 +310,8 @@ def test_training_runtime_runs_torchrun_on_the_cuda_image():
     # the kubeflow SDK skips runtimes without the framework label
     assert rt["metadata"]["labels"]["trainer.kubeflow.org/framework"] == "torch"
     policy = rt["spec"]["mlPolicy"]
-    assert policy["numNodes"] >= 1 and "numProcPerNode" in policy["torch"]
+    # Trainer v2.2 removed torch.numProcPerNode (its CRD refuses it): the TrainJob sets it
+    assert policy["numNodes"] >= 1 and policy["torch"] == {}
     jobs = {j["name"]: j for j in rt["spec"]["template"]["spec"]["replicatedJobs"]}
     node = jobs["node"]["template"]
     assert node["metadata"]["labels"]["trainer.kubeflow.org/trainjob-ancestor-step"] == "trainer"
@@ -284,12 +320,20 @@ def test_training_runtime_runs_torchrun_on_the_cuda_image():
     trainer = containers["node"]
     assert trainer["command"][0] == "torchrun"
     image = trainer["image"]
-    assert "/qa-cuda" in image and not image.endswith(":latest") and (":" in image.rsplit("/", 1)[1] or "@" in image)
+    settings = pytest.importorskip("pipeline.settings")
+    assert image == settings.CompileSettings().gpu_image  # the tag images/build.sh builds by default
     assert pod["serviceAccountName"] == SA
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
     assert claims == {"qa-hf-cache"}
     validate_pod_spec(pod, "TrainingRuntime qa-torch-distributed pod template")
+
+
+def test_trainer_overlay_pins_the_image_at_the_package_version():
+    settings = pytest.importorskip("pipeline.settings")
+    kustomization = yaml.safe_load((MANIFESTS / "overlays/trainer/kustomization.yaml").read_text())
+    (image,) = kustomization["images"]
+    assert f"{image['name']}:{image['newTag']}" == settings.CompileSettings().gpu_image
 
 
 def test_training_runtime_uses_the_gpu_scheduling_of_the_gpu_overlay():

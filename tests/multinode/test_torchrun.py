@@ -40,3 +40,16 @@ def test_two_ranks_under_torchrun_train_like_one_process(tmp_path, tiny):
     loss_two = train_set_loss(str(tmp_path / "two"), features)
     assert loss_two == pytest.approx(loss_one, abs=LOSS_TOLERANCE)
     assert f1(str(tmp_path / "two"), tiny) == pytest.approx(f1(str(tmp_path / "one"), tiny), abs=F1_TOLERANCE)
+
+
+def test_timed_checkpoints_under_ddp_follow_rank_0s_clock(tmp_path, tiny):
+    """Every rank must take part in a checkpoint: rank 0's "minutes passed" decision is broadcast
+    (TimedCheckpoint); 60 µs makes every step due, so each of the 4 steps saves."""
+    import dataclasses
+
+    timed = dataclasses.replace(config(4), save_steps=0, save_minutes=1e-6, save_total_limit=4)
+    result = launch(2, tiny["train_features"].path, tiny["base_model"].path, str(tmp_path / "model"), timed,
+                    checkpoint_dir=str(tmp_path / "checkpoints"))
+    assert result["global_step"] == TINY["max_steps"]
+    (keyed,) = (tmp_path / "checkpoints").iterdir()
+    assert sorted(int(p.name.rsplit("-", 1)[1]) for p in keyed.glob("checkpoint-*")) == [1, 2, 3, 4]

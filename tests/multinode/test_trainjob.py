@@ -32,7 +32,17 @@ from components.fine_tune import fine_tune
 from components.preprocess import preprocess_train, preprocess_validation
 from components.qa.training import TrainConfig
 from components.train_entry import entry_args
-from components.trainjob import TrainJobFailed, TrainJobSpec, render_trainjob
+from components import trainer_schema
+from components.trainjob import (
+    RUN_LABEL,
+    TrainerTooOld,
+    TrainJobFailed,
+    TrainJobSpec,
+    launcher_owner,
+    offline_client,
+    render_trainjob,
+    submit,
+)
 from pipeline.parameters import profile_parameters
 from tests.conftest import REPO
 
@@ -209,10 +219,14 @@ def test_a_failing_node_fails_the_step_with_its_name_and_log(tmp_path, tiny, ima
 
 # --- for a cluster: the TrainJob the launcher would submit ---------------------------------
 
-def test_the_trainjob_carries_what_the_pipeline_asks_for(tmp_path):
+SHARED = "/mnt/qa/trainjobs/qa-ft-0123456789"
+ARGV = entry_args(f"{SHARED}/features", f"{SHARED}/base_model", f"{SHARED}/model", TrainConfig(), None, None)
+POD = {"KFP_POD_NAME": "qa-finetune-abcde-system-container-impl-123", "KFP_POD_UID": "0b5c-uid"}
+
+
+def test_the_trainjob_carries_what_the_pipeline_asks_for(tmp_path, monkeypatch):
     import yaml
     from kfp import compiler
-    from kubeflow_trainer_api import models
 
     from pipeline.qa_pipeline import build_pipeline
     from pipeline.settings import CompileSettings
@@ -221,33 +235,42 @@ def test_the_trainjob_carries_what_the_pipeline_asks_for(tmp_path):
         cpu_image="reg.example/qa-cpu:1.2.3", gpu_image="reg.example/qa-cuda:1.2.3", num_nodes=4,
         accelerator_count=8, node_selector=(("nvidia.com/gpu.present", "true"),),
         tolerations=(("nvidia.com/gpu", "Exists", "NoSchedule"),), pvc_name="qa-hf-cache",
-        trainer_runtime="qa-torch-distributed")
+        trainer_runtime="qa-torch-distributed", image_pull_secrets=("regcred",), train_timeout_hours=12)
     compiler.Compiler().compile(build_pipeline(settings), str(tmp_path / "p.yaml"))
     spec = next(yaml.safe_load_all((tmp_path / "p.yaml").read_text()))
     task = spec["root"]["dag"]["tasks"]["fine-tune"]["inputs"]["parameters"]
     nodes = spec["root"]["inputDefinitions"]["parameters"]["num_nodes"]["defaultValue"]
-    shared = "/mnt/qa/trainjobs/qa-ft-0123456789"
-    argv = entry_args(f"{shared}/features", f"{shared}/base_model", f"{shared}/model", TrainConfig(),
-                      None, None)
-    job = render_trainjob(TrainJobSpec.from_dict(task["trainjob"]["runtimeValue"]["constant"]),
-                          int(nodes), argv, name="qa-ft-0123456789", runtime_kind="TrainingRuntime")
-    models.TrainerV1alpha1TrainJob.from_dict(job)  # a valid TrainJob for the Trainer API
+    assert task["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    monkeypatch.setattr("components.trainjob._own_namespace", lambda: "kubeflow-user-example-com")
+    for name, value in POD.items():
+        monkeypatch.setenv(name, value)
+    spec = TrainJobSpec.from_dict({**task["trainjob"]["runtimeValue"]["constant"], "run_id": "run-42"})
+    job = render_trainjob(spec, int(nodes), ARGV, name="qa-ft-0123456789", runtime_kind="TrainingRuntime",
+                          owners=launcher_owner(spec))
+    # what Trainer v2.3.0's CRD accepts, unknown fields refused (render_trainjob checked it too)
+    assert trainer_schema.problems(job) == []
 
     assert job["metadata"]["labels"]["app.kubernetes.io/part-of"] == "kfp-squad-qa"
+    assert job["metadata"]["labels"][RUN_LABEL] == "run-42"
+    # deleted with the launcher's pod, i.e. with the run (Kubernetes garbage collection)
+    assert job["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod",
+                                                   "name": POD["KFP_POD_NAME"], "uid": POD["KFP_POD_UID"]}]
     assert job["spec"]["runtimeRef"] == {"name": "qa-torch-distributed", "kind": "TrainingRuntime"}
-    assert job["spec"]["activeDeadlineSeconds"] > 0
+    assert job["spec"]["activeDeadlineSeconds"] == 12 * 3600
     trainer = job["spec"]["trainer"]
     assert trainer["image"] == "reg.example/qa-cuda:1.2.3"
     assert trainer["numNodes"] == 4
+    assert trainer["numProcPerNode"] == 8  # one torchrun process per GPU
     per_node = {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "8"}
     assert trainer["resourcesPerNode"] == {"requests": per_node, "limits": per_node}
     script = trainer["command"][-1]
     assert "torchrun" in script and "from components.train_entry import main" in script
-    assert f"'--features', '{shared}/features'" in script
+    assert f"'--features', '{SHARED}/features'" in script
     env = {e["name"]: e for e in trainer["env"]}
     assert env["HF_TOKEN"] == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
         "name": "hf-token", "key": "HF_TOKEN", "optional": True}}}  # a reference, never a value
     assert env["HF_HOME"]["value"] == "/mnt/qa/hf-cache"
+    assert env["QA_ACCELERATOR"]["value"] == "nvidia.com/gpu"  # a node whose torch sees no GPU fails
 
     (patch,) = job["spec"]["runtimePatches"]
     (node,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
@@ -255,10 +278,77 @@ def test_the_trainjob_carries_what_the_pipeline_asks_for(tmp_path):
     pod = node["template"]["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     (volume,) = pod["volumes"]
     assert volume["persistentVolumeClaim"] == {"claimName": "qa-hf-cache"}
     (container,) = pod["containers"]
     assert container == {"name": "node", "volumeMounts": [{"name": volume["name"], "mountPath": "/mnt/qa"}]}
+
+
+def test_cpu_nodes_run_one_process_each_and_outside_kfp_the_job_has_no_owner(monkeypatch):
+    # Trainer's `auto` would start one torchrun process per CPU on a node without GPUs
+    for name in POD:
+        monkeypatch.delenv(name, raising=False)
+    spec = TrainJobSpec(image="reg.example/qa-cpu:1", gpus_per_node=0, pvc_name="qa-hf-cache")
+    job = render_trainjob(spec, 2, ARGV, owners=launcher_owner(spec))
+    assert job["spec"]["trainer"]["numProcPerNode"] == 1
+    assert "ownerReferences" not in job["metadata"] and RUN_LABEL not in job["metadata"]["labels"]
+    assert "QA_ACCELERATOR" not in {e["name"] for e in job["spec"]["trainer"].get("env", [])}
+    monkeypatch.setenv("KFP_POD_NAME", "p")
+    monkeypatch.setenv("KFP_POD_UID", "u")
+    assert launcher_owner(TrainJobSpec(image="x:1", namespace="elsewhere")) == []  # no cross-namespace owner
+
+
+class TrainerV21Api:
+    """Stands in for the Kubernetes API server with Kubeflow Trainer v2.1.0's TrainJob CRD.
+
+    An apiextensions server prunes fields its structural schema lacks; with
+    fieldValidation=Strict it refuses them instead, 400 BadRequest with a metav1.Status whose
+    message lists each as `unknown field "path"` (k8s.io/apiextensions-apiserver
+    pkg/registry/customresource/strategy.go and apimachinery's strict decoding; the CRD's
+    fields: kubeflow/trainer v2.1.0 manifests/base/crds/trainer.kubeflow.org_trainjobs.yaml).
+    """
+
+    SPEC = {"annotations", "initializer", "labels", "managedBy", "podTemplateOverrides", "runtimeRef",
+            "suspend", "trainer"}  # v2.1.0: no runtimePatches, no activeDeadlineSeconds
+
+    def __init__(self):
+        self.stored = []
+
+    def create_namespaced_custom_object(self, group, version, namespace, plural, body, field_validation=None):
+        from kubernetes.client.exceptions import ApiException
+
+        unknown = sorted(f"spec.{key}" for key in body["spec"] if key not in self.SPEC)
+        if unknown and field_validation == "Strict":
+            err = ApiException(status=400, reason="Bad Request")
+            err.body = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                   "reason": "BadRequest", "code": 400, "message":
+                                   'TrainJob in version "v1alpha1" cannot be handled as a TrainJob: '
+                                   "strict decoding error: " + ", ".join(f'unknown field "{f}"' for f in unknown)})
+            raise err
+        kept = {**body, "spec": {k: v for k, v in body["spec"].items() if k in self.SPEC}}
+        self.stored.append(kept)
+        return kept
+
+
+def test_a_trainer_older_than_v2_2_refuses_the_job_instead_of_dropping_the_pvc_mount():
+    spec = TrainJobSpec(image="reg.example/qa-cuda:1", gpus_per_node=8, pvc_name="qa-hf-cache")
+    api = TrainerV21Api()
+    with pytest.raises(TrainerTooOld) as err:
+        submit(offline_client(spec, api), spec, "qa-ft-0123456789", 4, ARGV)
+    assert api.stored == [], "the job must not run without its PVC mount and deadline"
+    message = str(err.value)
+    assert 'unknown field "spec.runtimePatches"' in message and "Trainer v2.2 or later" in message
+
+
+def test_a_trainjob_outside_the_schema_is_refused_before_it_is_sent():
+    # what we add after the SDK's models built the body (here an ownerReference without its uid)
+    spec = TrainJobSpec(image="reg.example/qa-cuda:1", gpus_per_node=8, pvc_name="qa-hf-cache")
+    api = TrainerV21Api()
+    owner = {"apiVersion": "v1", "kind": "Pod", "name": "launcher"}
+    with pytest.raises(trainer_schema.SchemaError, match=r"ownerReferences\[0\]\.uid: required field missing"):
+        submit(offline_client(spec, api, owners=[owner]), spec, "qa-ft-0123456789", 4, ARGV)
+    assert api.stored == []
 
 
 def test_the_trainer_overlay_lets_the_launcher_drive_trainjobs_on_shared_storage():

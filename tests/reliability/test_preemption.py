@@ -104,6 +104,37 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(inputs, uninterrupted)
     assert f1_of(inputs, out / "model") == pytest.approx(uninterrupted[1], abs=0.5)
 
 
+def test_save_minutes_checkpoints_by_time_long_before_save_steps(inputs, tmp_path, monkeypatch):
+    """A kill before step `save_steps` (500 by default) used to restart from zero; checkpoints
+    every `save_minutes` bound the loss by time. A clock that moves 40 s per reading makes
+    "every minute" land on every second step, without waiting a minute."""
+    from components.qa import preemption
+    from components.qa.training import train_qa_model
+
+    readings = iter(range(0, 10_000, 40))
+    monkeypatch.setattr(preemption, "_clock", lambda: next(readings))
+    features = datasets.load_from_disk(str(inputs / "train_features"))
+    config = dataclasses.replace(CONFIG, max_steps=6, save_steps=0, save_minutes=1.0, save_total_limit=3)
+    train_qa_model(str(inputs / "base"), features, str(tmp_path / "model"), config,
+                   checkpoint_dir=str(tmp_path / "checkpoints"))
+    saved = sorted(int(p.name.rsplit("-", 1)[1]) for p in (tmp_path / "checkpoints").glob("checkpoint-*"))
+    assert saved == [2, 4, 6]  # begin 0 s, step 1 at 40 s, step 2 at 80 s: save (at 120 s), ...
+    assert latest_complete_checkpoint(tmp_path / "checkpoints").endswith("checkpoint-6")
+
+    none = dataclasses.replace(config, save_minutes=0.0)
+    train_qa_model(str(inputs / "base"), features, str(tmp_path / "model0"), none,
+                   checkpoint_dir=str(tmp_path / "checkpoints0"))
+    assert not list((tmp_path / "checkpoints0").glob("checkpoint-*"))
+
+
+@pytest.mark.parametrize("minutes", [-1.0])
+def test_negative_save_minutes_is_refused(minutes):
+    from components.qa.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="save_minutes"):
+        dataclasses.replace(CONFIG, save_minutes=minutes)
+
+
 def test_incomplete_checkpoint_is_skipped(tmp_path):
     for step, files in ((4, ("trainer_state.json", "optimizer.pt", "scheduler.pt")), (8, ("optimizer.pt",))):
         folder = tmp_path / f"checkpoint-{step}"
