@@ -20,6 +20,7 @@ def evaluate(
 
     from components.artifacts import write_metrics
     from components.qa.inference import evaluate_qa_model
+    from components.qa.progress import Progress
     from components.qa.training import load_qa_model
     from components.report import evaluation_report
 
@@ -27,7 +28,8 @@ def evaluate(
     features = datasets.load_from_disk(validation_features.path)
     qa_model = load_qa_model(model.path)
     scores, answers = evaluate_qa_model(qa_model, examples, features, batch_size=batch_size,
-                                        n_best=n_best, max_answer_length=max_answer_length)
+                                        n_best=n_best, max_answer_length=max_answer_length,
+                                        progress=Progress("evaluate", len(features)))
     write_metrics(metrics, scores)
     with open(predictions.path, "w", encoding="utf-8") as f:
         for example_id, answer in answers.items():

@@ -1,0 +1,69 @@
+"""Progress lines for long loops (training steps, evaluation batches).
+
+A step prints `qa-progress: {"phase": ..., "done": ..., "total": ..., "elapsed": ...}`
+every few seconds; `python -m pipeline run` turns these lines into a progress bar with
+an ETA, and on a cluster they show in the pod log that the step is alive.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Callable, TextIO
+
+from transformers import TrainerCallback
+
+PROGRESS_PREFIX = "qa-progress: "
+
+
+class Progress:
+    """Counts work done out of `total` and prints a progress line at most every `every` s."""
+
+    def __init__(self, phase: str, total: int, every: float = 2.0, out: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.phase, self.total, self.every = phase, max(int(total), 0), every
+        self.out, self.clock = out, clock
+        self.started = clock()
+        self.done, self._printed = 0, None
+
+    def update(self, done: int) -> None:
+        """Set the work done so far; the last update (done == total) is always printed."""
+        self.done = min(int(done), self.total) if self.total else int(done)
+        now = self.clock()
+        if self._printed is None or now - self._printed >= self.every or self.done >= self.total:
+            self._printed = now
+            record = {"phase": self.phase, "done": self.done, "total": self.total,
+                      "elapsed": round(now - self.started, 1)}
+            print(PROGRESS_PREFIX + json.dumps(record), file=self.out or sys.stdout, flush=True)
+
+    def advance(self, amount: int) -> None:
+        self.update(self.done + amount)
+
+
+def parse_progress_line(line: str) -> dict | None:
+    """The record of a progress line (leading indentation allowed), else None."""
+    text = line.strip()
+    if not text.startswith(PROGRESS_PREFIX):
+        return None
+    try:
+        record = json.loads(text[len(PROGRESS_PREFIX):])
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) and {"done", "total"} <= record.keys() else None
+
+
+class ProgressCallback(TrainerCallback):
+    """Trainer steps as progress lines (rank 0 only: one bar per run, not per GPU)."""
+
+    def __init__(self, phase: str = "fine-tune", every: float = 2.0):
+        self.phase, self.every, self.progress = phase, every, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.progress = Progress(self.phase, state.max_steps, self.every)
+            self.progress.update(state.global_step)  # > 0 when resuming from a checkpoint
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(state.global_step)
