@@ -3,7 +3,7 @@
 A step that dies half-way must not leave a directory that a later cached run
 could take for a finished artifact: everything is written next to the target
 and renamed into place at the end. The scratch folder's name carries the pid of
-the process writing it, so a folder whose writer is gone (killed with SIGKILL,
+the process writing it (and its host), so a folder whose writer is gone (killed with SIGKILL,
 or a machine that went down) is known to be garbage and is removed by the next
 `published` beside it, or by `remove_stale_partials` when a local run starts.
 """
@@ -15,12 +15,14 @@ import os
 import re
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
 
-PARTIAL = re.compile(r"^\..+\.partial-(\d+)-")  # .<name>.partial-<pid>-<random>
+PARTIAL = re.compile(r"^\..+\.partial-(\d+)@(.+)-[a-z0-9_]+$")  # .<name>.partial-<pid>@<host>-<random>
+HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())
 
 
 def _alive(pid: int) -> bool:
@@ -36,16 +38,17 @@ def _alive(pid: int) -> bool:
 def remove_stale_partials(folder: str | Path, depth: int = 3) -> list[str]:
     """Remove scratch folders under `folder` (`depth` levels) whose writing process is gone.
 
-    A scratch folder of a live process is kept (it may be another run's step); one
-    named without a pid (older layout) has no owner to ask and is removed.
+    A scratch folder of a live process is kept (it may be another run's step), and so is
+    one written on another host (a Docker container: its pids are not ours to check);
+    one named without a pid (older layout) has no owner to ask and is removed.
     """
     removed = []
     folder = Path(folder)
     for level in range(1, depth + 1):
         for path in folder.glob("/".join(["*"] * (level - 1) + [".*.partial-*"])):
             match = PARTIAL.match(path.name)
-            owner = int(match[1]) if match else None
-            if not path.is_dir() or owner == os.getpid() or (owner is not None and _alive(owner)):
+            if not path.is_dir() or (match and (match[2] != HOST or int(match[1]) == os.getpid()
+                                                or _alive(int(match[1])))):
                 continue
             shutil.rmtree(path, ignore_errors=True)
             removed.append(str(path))
@@ -79,7 +82,7 @@ def published(path: str) -> Iterator[str]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(target.parent, depth=1)
-    scratch = tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent)
+    scratch = tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}@{HOST}-", dir=target.parent)
     try:
         with _sigterm_as_exit():
             yield scratch

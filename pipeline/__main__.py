@@ -70,7 +70,7 @@ def run_pipeline(args) -> None:
                 / f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log, \
-            RunConsole(log, sys.stderr, verbose=args.verbose) as console:
+            RunConsole(log, sys.stderr, verbose=args.verbose, echo=sys.stdout) as console:
         console.tell(f"log: {log_path}")
         args.console = console  # for main(): the failure's last lines
         result = run_local(params, pipeline_root=args.pipeline_root, runner=args.runner,

@@ -6,7 +6,7 @@ log file, and the terminal gets one line per step (name, seconds, ok / cached /
 failed), a progress bar with an ETA while a step reports progress (fine-tune,
 evaluate: `components/qa/progress.py`), a line every `heartbeat` seconds while a step
 works quietly, and at the end the failed step's own error. With `verbose` the terminal
-also gets everything kfp.local prints, as without the console.
+also gets everything kfp.local prints (on stdout), as without the console.
 
 A step that rejects its input leaves a structured line (`components/qa/errors.py`);
 the console stops the run there (`StepInputError`), so a wrong input fails once, even
@@ -74,9 +74,11 @@ class RunConsole(io.TextIOBase):
     """A text stream: everything to the log, a summary of it to the terminal."""
 
     def __init__(self, log: TextIO, terminal: TextIO, verbose: bool = False,
-                 tty: bool | None = None, heartbeat: float = 30.0,
+                 echo: TextIO | None = None, tty: bool | None = None, heartbeat: float = 30.0,
                  clock: Callable[[], float] = time.monotonic):
+        """`terminal` gets the summary lines; `echo` (default: `terminal`) everything, if `verbose`."""
         self.log, self.terminal, self.verbose = log, terminal, verbose
+        self.echo = echo or terminal
         self.tty = terminal.isatty() if tty is None else tty
         self.heartbeat, self.clock = heartbeat, clock
         self.step: str | None = None  # the step running now
@@ -98,7 +100,7 @@ class RunConsole(io.TextIOBase):
         with self._lock:
             self.log.write(text)
             if self.verbose:
-                self.terminal.write(text)
+                self.echo.write(text)
             lines = (self._pending + text).split("\n")
             self._pending = lines.pop()
             for line in lines:
@@ -108,6 +110,7 @@ class RunConsole(io.TextIOBase):
     def flush(self) -> None:
         with self._lock:
             self.log.flush()
+            self.echo.flush()
             self.terminal.flush()
 
     # -- what a line means --------------------------------------------------------------
