@@ -80,6 +80,26 @@ def test_a_wrong_input_fails_once_with_the_file_on_the_last_line(tmp_path, name)
     assert "'preprocess-train'" not in log  # nothing ran after the rejected input
 
 
+@pytest.mark.slow
+def test_a_step_that_fails_otherwise_ends_with_its_own_error_line(tmp_path):
+    """answer_policy=drop with every answer wrong: download has no example left to publish."""
+    def wrong_answer(qa):
+        qa["answers"] = [{"text": "not in the context", "answer_start": 0}]
+    doc = json.loads(one_question(wrong_answer))
+    for qa in doc["data"][0]["paragraphs"][0]["qas"]:
+        wrong_answer(qa)
+    bad = tmp_path / "all-dropped.json"
+    bad.write_text(json.dumps(doc))
+    result = cli(tmp_path, "--set", f"dataset={bad}", "--set", "answer_policy=drop")
+
+    last = result.stderr.strip().splitlines()[-1]
+    assert str(bad) in last and "no examples left" in last
+    # the exit status says which kind of line it is: 2 a rejected input, 1 any other failure
+    assert result.returncode == (2 if "rejected its input" in last else 1)
+    assert last.startswith("error: step 'download' ")
+    assert "Traceback" not in result.stderr + result.stdout and "Traceback" in log_of(result)
+
+
 def test_a_verbose_run_shows_the_traceback(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(BAD_FILES["malformed-json"][0])
