@@ -12,11 +12,12 @@ channel every runner carries (subprocess, Docker, a cluster pod).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-FAILURE_PREFIX = "qa-step-error: "  # the structured line a step leaves in its log
+from components.qa.log_lines import parse_tagged_line, tagged_line
+
+FAILURE_TAG = "qa-step-error"  # the structured line a step leaves in its log
 
 
 class InvalidInputError(ValueError):
@@ -43,19 +44,12 @@ class InvalidInputError(ValueError):
 
 def failure_line(error: InvalidInputError) -> str:
     """The one log line that carries `error` out of a step."""
-    return FAILURE_PREFIX + json.dumps(error.as_record(), ensure_ascii=False, default=str)
+    return tagged_line(FAILURE_TAG, error.as_record())
 
 
 def parse_failure_line(line: str) -> dict | None:
-    """The record of a `failure_line` (leading indentation allowed), else None."""
-    text = line.strip()
-    if not text.startswith(FAILURE_PREFIX):
-        return None
-    try:
-        record = json.loads(text[len(FAILURE_PREFIX):])
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) and "message" in record else None
+    """The record of a `failure_line`, else None."""
+    return parse_tagged_line(FAILURE_TAG, line, {"message"})
 
 
 def _report_uncaught(kind, error, traceback, previous=sys.excepthook) -> None:

@@ -7,14 +7,15 @@ an ETA, and on a cluster they show in the pod log that the step is alive.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Callable, TextIO
 
 from transformers import TrainerCallback
 
-PROGRESS_PREFIX = "qa-progress: "
+from components.qa.log_lines import parse_tagged_line, tagged_line
+
+PROGRESS_TAG = "qa-progress"
 
 
 class Progress:
@@ -35,22 +36,15 @@ class Progress:
             self._printed = now
             record = {"phase": self.phase, "done": self.done, "total": self.total,
                       "elapsed": round(now - self.started, 1)}
-            print(PROGRESS_PREFIX + json.dumps(record), file=self.out or sys.stdout, flush=True)
+            print(tagged_line(PROGRESS_TAG, record), file=self.out or sys.stdout, flush=True)
 
     def advance(self, amount: int) -> None:
         self.update(self.done + amount)
 
 
 def parse_progress_line(line: str) -> dict | None:
-    """The record of a progress line (leading indentation allowed), else None."""
-    text = line.strip()
-    if not text.startswith(PROGRESS_PREFIX):
-        return None
-    try:
-        record = json.loads(text[len(PROGRESS_PREFIX):])
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) and {"done", "total"} <= record.keys() else None
+    """The record of a progress line, else None."""
+    return parse_tagged_line(PROGRESS_TAG, line, {"done", "total"})
 
 
 class ProgressCallback(TrainerCallback):

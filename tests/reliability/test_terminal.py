@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from components.qa.errors import FAILURE_PREFIX, InvalidInputError, failure_line, parse_failure_line
+from components.qa.errors import FAILURE_TAG, InvalidInputError, failure_line, parse_failure_line
 from components.qa.progress import Progress, ProgressCallback, parse_progress_line
 from pipeline.console import RunConsole, StepInputError, progress_bar
 from pipeline.local_run import format_summary
@@ -136,7 +136,7 @@ def test_a_steps_invalid_input_leaves_its_record_after_the_traceback():
     step = run_step_code(code, kfp_runtime=True)
     assert step.returncode == 1
     lines = step.stderr.strip().splitlines()
-    assert lines[0].startswith("Traceback") and lines[-1].startswith(FAILURE_PREFIX)
+    assert lines[0].startswith("Traceback") and lines[-1].startswith(FAILURE_TAG)
     record = parse_failure_line("    " + lines[-1])  # kfp.local indents step output
     assert record == {"error": "InvalidInputError", "problem": "expected int, got str",
                       "fix": "Use a number.", "source": "/data/train.json", "record": "q1",
@@ -145,15 +145,15 @@ def test_a_steps_invalid_input_leaves_its_record_after_the_traceback():
                                  "expected int, got str. Use a number."}
 
     outside = run_step_code(code, kfp_runtime=False)  # a user's own script: untouched
-    assert FAILURE_PREFIX not in outside.stderr and "Traceback" in outside.stderr
+    assert FAILURE_TAG not in outside.stderr and "Traceback" in outside.stderr
     other = run_step_code("import components.qa.errors\nraise KeyError('x')\n", kfp_runtime=True)
-    assert FAILURE_PREFIX not in other.stderr  # only a wrong input is reported as one
+    assert FAILURE_TAG not in other.stderr  # only a wrong input is reported as one
 
 
 def test_a_failure_line_round_trips_and_garbage_is_not_one():
     error = InvalidInputError("bad", fix="Fix it.", source="f.json", field="context")
     assert parse_failure_line(failure_line(error)) == error.as_record()
-    assert parse_failure_line(FAILURE_PREFIX + "{not json") is None
+    assert parse_failure_line(FAILURE_TAG + ": {not json") is None
     assert parse_failure_line("qa-step-errors: {}") is None
 
 
