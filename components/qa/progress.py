@@ -1,7 +1,7 @@
 """Progress lines for long loops (training steps, evaluation batches).
 
 A step prints `qa-progress: {"phase": ..., "done": ..., "total": ..., "elapsed": ...}`
-every few seconds; `python -m pipeline run` turns these lines into a progress bar with
+every few seconds (fine-tune through `progress_callback.ProgressCallback`); `python -m pipeline run` turns these lines into a progress bar with
 an ETA, and on a cluster they show in the pod log that the step is alive.
 """
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 import sys
 import time
 from typing import Callable, TextIO
-
-from transformers import TrainerCallback
 
 from components.qa.log_lines import parse_tagged_line, tagged_line
 
@@ -45,19 +43,3 @@ class Progress:
 def parse_progress_line(line: str) -> dict | None:
     """The record of a progress line, else None."""
     return parse_tagged_line(PROGRESS_TAG, line, {"done", "total"})
-
-
-class ProgressCallback(TrainerCallback):
-    """Trainer steps as progress lines (rank 0 only: one bar per run, not per GPU)."""
-
-    def __init__(self, phase: str = "fine-tune", every: float = 2.0):
-        self.phase, self.every, self.progress = phase, every, None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self.progress = Progress(self.phase, state.max_steps, self.every)
-            self.progress.update(state.global_step)  # > 0 when resuming from a checkpoint
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.progress is not None:
-            self.progress.update(state.global_step)

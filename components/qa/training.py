@@ -40,7 +40,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from components.qa.errors import InvalidInputError
-from components.qa.progress import ProgressCallback
+from components.qa.progress_callback import ProgressCallback
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from components.qa.errors import FAILURE_TAG, InvalidInputError, failure_line, parse_failure_line
-from components.qa.progress import Progress, ProgressCallback, parse_progress_line
+from components.qa.progress import Progress, parse_progress_line
+from components.qa.progress_callback import ProgressCallback
 from pipeline.console import RunConsole, StepInputError, progress_bar
 from pipeline.local_run import format_summary
 from pipeline.parameters import profile_parameters
