@@ -2,10 +2,10 @@
 
 A step that dies half-way must not leave a directory that a later cached run
 could take for a finished artifact: everything is written next to the target
-and renamed into place at the end. The scratch folder's name carries the pid of
-the process writing it (and its host), so a folder whose writer is gone (killed with SIGKILL,
-or a machine that went down) is known to be garbage and is removed by the next
-`published` beside it, or by `remove_stale_partials` when a local run starts.
+and renamed into place at the end. The scratch folder's name carries the pid and
+host of the process writing it, so a folder whose writer is gone (killed with
+SIGKILL) is known to be garbage: the next `published` beside it removes it, and so
+does `remove_stale_partials` when a local run starts.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ MODEL_COLUMNS = ("input_ids", "token_type_ids", "attention_mask")
 
 def predict_logits(model, features, batch_size: int = 128, device=None, pad_value: float = -1e4,
                    *, sort_by_length: bool = True, pad_to_length: int | None = None,
-                   autocast_bf16: bool | None = None, progress=None) -> tuple[np.ndarray, np.ndarray]:
+                   autocast_bf16: bool | None = None,
+                   progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Start and end logits of every feature, in the order of `features`.
 
     Args:
@@ -179,7 +180,8 @@ def iter_example_chunks(examples, features, chunk_examples: int = 2000
 def evaluate_qa_model(model, examples, features, batch_size: int = 128, n_best: int = 20,
                       max_answer_length: int = 30, version_2_with_negative: bool | None = None,
                       null_score_diff_threshold: float = 0.0, chunk_examples: int = 2000,
-                      device=None, progress=None) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+                      device=None,
+                      progress=None) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
     """Predict every example's answer and score them against its gold answers.
 
     Args:

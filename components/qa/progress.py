@@ -1,8 +1,9 @@
 """Progress lines for long loops (training steps, evaluation batches).
 
 A step prints `qa-progress: {"phase": ..., "done": ..., "total": ..., "elapsed": ...}`
-every few seconds (fine-tune through `progress_callback.ProgressCallback`); `python -m pipeline run` turns these lines into a progress bar with
-an ETA, and on a cluster they show in the pod log that the step is alive.
+every few seconds (fine-tune through `progress_callback.ProgressCallback`, evaluate per
+batch); `python -m pipeline run` turns these lines into a progress bar with an ETA, and
+on a cluster they show in the pod log that the step is alive.
 """
 
 from __future__ import annotations

@@ -177,7 +177,8 @@ def kfp_lines(step: str, status: str) -> tuple[str, str]:
 
 def console_for(clock, verbose=False, heartbeat=30.0):
     log, terminal = io.StringIO(), io.StringIO()
-    return RunConsole(log, terminal, verbose=verbose, tty=False, heartbeat=heartbeat, clock=clock), log, terminal
+    console = RunConsole(log, terminal, verbose=verbose, tty=False, heartbeat=heartbeat, clock=clock)
+    return console, log, terminal
 
 
 def test_the_console_shows_one_line_per_step_and_logs_everything():
