@@ -15,11 +15,13 @@ in a step that has a retry policy.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import re
 import threading
 import time
-from typing import Callable, TextIO
+from typing import Callable, Iterator, TextIO
 
 from components.qa.errors import InvalidInputError, parse_failure_line
 from components.qa.progress import parse_progress_line
@@ -182,6 +184,25 @@ class RunConsole(io.TextIOBase):
             self.log.flush()
             self.terminal.write(("\r\x1b[K" if self.tty and not self.verbose else "") + text + "\n")
             self.terminal.flush()
+
+    @contextlib.contextmanager
+    def capturing(self) -> Iterator[RunConsole]:
+        """Send stdout, stderr and INFO logging here for the block.
+
+        kfp.local logs a cache hit outside its own logger context, at INFO on the root
+        logger (kfp/local/orchestrator/task_executor.py), which shows nothing by default.
+        """
+        root = logging.getLogger()
+        handler, level = logging.StreamHandler(self), root.level
+        handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            with contextlib.redirect_stdout(self), contextlib.redirect_stderr(self):
+                yield self
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
 
     # -- alive while quiet --------------------------------------------------------------
     def __enter__(self) -> RunConsole:

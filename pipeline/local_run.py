@@ -8,7 +8,6 @@ pipeline root first, since that is the one folder the Docker runner mounts.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import time
@@ -53,7 +52,7 @@ def run_local(params: dict[str, Any], pipeline_root: str = "local_outputs", runn
     if console is None:
         return _run(staged, root, runner, image, cache)
     try:
-        with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+        with console.capturing():
             return _run(staged, root, runner, image, cache)
     except StepInputError as e:
         raise StepInputError(e.step, _unstaged(e.as_record(), staged, params)) from None

@@ -221,6 +221,21 @@ def test_the_console_stops_the_run_at_a_rejected_input_and_keeps_a_crash_line():
     assert caught.value.step == "download" and str(caught.value) == str(error)
 
 
+def test_the_console_captures_print_and_kfps_info_logging():
+    import logging
+
+    console, log, terminal = console_for(Clock())
+    level = logging.getLogger().level
+    with console.capturing():
+        print("    executor output")
+        # kfp.local logs a cache hit on the root logger, outside its own logger context
+        logging.getLogger("kfp.local").info("Task preprocess-train cache hit (key=0123456789ab); "
+                                            "skipping execution.")
+    assert "executor output" in log.getvalue() and "cache hit" in log.getvalue()
+    assert terminal.getvalue().split() == ["preprocess-train", "cached"]
+    assert logging.getLogger().level == level  # put back
+
+
 def test_a_verbose_console_passes_everything_through():
     console, log, terminal = console_for(Clock(), verbose=True)
     start, end = kfp_lines("download", "SUCCESS")
