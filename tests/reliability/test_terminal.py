@@ -236,6 +236,21 @@ def test_the_console_captures_print_and_kfps_info_logging():
     assert logging.getLogger().level == level  # put back
 
 
+def test_on_a_terminal_the_running_step_is_redrawn_in_place():
+    clock, log, terminal = Clock(), io.StringIO(), io.StringIO()
+    console = RunConsole(log, terminal, tty=True, clock=clock)
+    start, end = kfp_lines("evaluate", "SUCCESS")
+    console.write(start)
+    clock.now = 3.0
+    console.write('qa-progress: {"phase": "evaluate", "done": 32, "total": 45, "elapsed": 3.0}\n')
+    drawn = terminal.getvalue()
+    assert "\n" not in drawn and drawn.endswith("\r\x1b[Kevaluate                  3 s  running  "
+                                                "[#################.......] 32/45  ETA 1 s")
+    clock.now = 4.0
+    console.write(end)
+    assert terminal.getvalue().endswith("\r\x1b[Kevaluate                  4 s  ok\n")
+
+
 def test_a_verbose_console_passes_everything_through():
     console, log, terminal = console_for(Clock(), verbose=True)
     start, end = kfp_lines("download", "SUCCESS")
