@@ -114,8 +114,8 @@ def test_the_terminal_shows_a_line_per_step_progress_and_ends_with_the_metrics(t
                      "register-model": "ok"}
     assert re.search(r"^fine-tune .* running  \[[#.]+\] \d+/2  ETA", err, re.M)
     assert re.search(r"^evaluate .* running  \[[#.]+\] \d+/\d+  ETA", err, re.M)
-    assert "executorInput" not in out + err and "Traceback" not in out + err
+    assert "Got executor_input" not in out + err and "Traceback" not in out + err
     table = out.split("metrics\n-------\n")[1].splitlines()  # the last thing printed
     assert {row.split()[0] for row in table} >= {"exact_match", "f1", "num_examples"}
     log = Path(re.search(r"^log: (\S+)$", err, re.M)[1]).read_text()
-    assert "executorInput" in log and "qa-progress" in log and "register-model" in log
+    assert "Got executor_input" in log and "qa-progress" in log and "register-model" in log
