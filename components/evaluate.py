@@ -28,6 +28,7 @@ def evaluate(
     from components.artifacts import write_metrics
     from components.qa.answers import SQUAD_V2, count_unanswerable, squad_version
     from components.qa.inference import evaluate_qa_model
+    from components.qa.progress import Progress
     from components.qa.training import load_qa_model
     from components.report import evaluation_report
 
@@ -42,7 +43,8 @@ def evaluate(
     scores, answers = evaluate_qa_model(qa_model, examples, features, batch_size=batch_size,
                                         n_best=n_best, max_answer_length=max_answer_length,
                                         version_2_with_negative=version == SQUAD_V2,
-                                        null_score_diff_threshold=null_score_diff_threshold)
+                                        null_score_diff_threshold=null_score_diff_threshold,
+                                        progress=Progress("evaluate", len(features)))
     write_metrics(metrics, scores)
     metrics.metadata["squad_version"] = version
     with open(predictions.path, "w", encoding="utf-8") as f:

@@ -6,15 +6,24 @@
     python -m pipeline run --local                  # the whole DAG on this machine (profile: local)
     python -m pipeline run --local --profile tiny --set max_steps=2
     python -m pipeline run --local --runner docker --image qa-cpu:TAG
+    python -m pipeline run --local --verbose       # every step's log (and tracebacks) on the terminal
+
+`run` shows one line per step and the metrics; the full log is in
+<pipeline-root>/logs/. Exit status: 0 done, 2 a wrong input or parameter, 1 any
+other failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
+import traceback
 from pathlib import Path
 
 from components.qa.errors import InvalidInputError
+from pipeline.console import StepFailed, StepInputError
 
 DEFAULT_YAML = Path(__file__).resolve().parent / "qa_finetune.yaml"
 
@@ -49,16 +58,26 @@ def compile_pipeline(args) -> None:
 
 
 def run_pipeline(args) -> None:
-    from pipeline.local_run import format_summary, run_local
+    from pipeline.console import RunConsole
+    from pipeline.local_run import format_artifacts, format_summary, run_local
     from pipeline.parameters import profile_parameters
+    from pipeline.qa_pipeline import PIPELINE_NAME
 
     params = profile_parameters(args.profile, _key_values(args.set))
     if not args.local:
         raise InvalidInputError("only --local runs are started by `run`",
                                 fix="Add --local, or submit to a cluster with `python -m pipeline submit`.",
                                 field="--local")
-    result = run_local(params, pipeline_root=args.pipeline_root, runner=args.runner, image=args.image,
-                       cache=not args.no_cache)
+    log_path = (Path(args.pipeline_root).resolve() / "logs"
+                / f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log, \
+            RunConsole(log, sys.stderr, verbose=args.verbose, echo=sys.stdout) as console:
+        console.tell(f"log: {log_path}")
+        args.console = console  # for main(): the failure's last lines
+        result = run_local(params, pipeline_root=args.pipeline_root, runner=args.runner,
+                           image=args.image, cache=not args.no_cache, console=console)
+        log.write(format_artifacts(result) + "\n")
     print(format_summary(result))
 
 
@@ -93,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--image", help="CPU image for --runner docker")
     r.add_argument("--pipeline-root", default="local_outputs")
     r.add_argument("--no-cache", action="store_true")
+    r.add_argument("-v", "--verbose", action="store_true",
+                   help="show everything kfp.local prints (step logs, tracebacks), not only the summary")
     r.set_defaults(func=run_pipeline)
 
     from pipeline.cluster_cli import add_cluster_commands
@@ -102,10 +123,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
+    except StepInputError as e:  # the step's own message: file, record, field, fix
+        return _fail(args, f"error: step {e.step!r} rejected its input: {e}", 2)
     except InvalidInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _fail(args, f"error: {e}", 2)
+    except KeyboardInterrupt:
+        return _fail(args, "error: interrupted", 130)
+    except Exception as e:
+        if getattr(args, "verbose", True):
+            traceback.print_exc()
+        message = str(e) if isinstance(e, StepFailed) else f"{type(e).__name__}: {e}"
+        return _fail(args, f"error: {message}", 1)
     return 0
+
+
+def _fail(args, line: str, code: int) -> int:
+    """The error as the last line on stderr; the log (if any) names the detail above it."""
+    console = getattr(args, "console", None)
+    if console is not None:
+        with open(console.log.name, "a", encoding="utf-8") as log:
+            log.write(line + "\n")
+        print(f"full log: {console.log.name}" + ("" if args.verbose else "  (--verbose shows it here)"),
+              file=sys.stderr)
+    print(line, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from typing import Any
 
 from kfp import local
 
+from components.artifacts import remove_stale_partials
+from pipeline.console import RunConsole, StepFailed, StepInputError
 from pipeline.qa_pipeline import PIPELINE_NAME, build_pipeline
 from pipeline.settings import CompileSettings
 
@@ -35,13 +37,42 @@ def stage_inputs(params: dict[str, Any], pipeline_root: Path) -> dict[str, Any]:
 
 
 def run_local(params: dict[str, Any], pipeline_root: str = "local_outputs", runner: str = "subprocess",
-              image: str | None = None, cache: bool = True) -> dict[str, Any]:
-    """Run the DAG; return the metrics, the run folder and every artifact path."""
+              image: str | None = None, cache: bool = True,
+              console: RunConsole | None = None) -> dict[str, Any]:
+    """Run the DAG; return the metrics, the run folder and every artifact path.
+
+    With a `console`, everything kfp.local prints goes through it (the log file, and a
+    summary on the terminal), and a failed step raises `StepInputError` (it rejected
+    its input) or `StepFailed` instead of kfp.local's RuntimeError.
+    """
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    params = stage_inputs(params, root)
-    if not params["registry_uri"]:  # kfp.local: the embedded registry, beside the runs it records
-        params = {**params, "registry_uri": (root / "model-registry").as_uri()}
+    remove_stale_partials(root)  # scratch folders of killed steps: no run reads them
+    staged = stage_inputs(params, root)
+    if not staged["registry_uri"]:  # kfp.local: the embedded registry, beside the runs it records
+        staged = {**staged, "registry_uri": (root / "model-registry").as_uri()}
+    if console is None:
+        return _run(staged, root, runner, image, cache)
+    try:
+        with console.capturing():
+            return _run(staged, root, runner, image, cache)
+    except StepInputError as e:
+        raise StepInputError(e.step, _unstaged(e.as_record(), staged, params)) from None
+    except RuntimeError as e:  # kfp.local: "Pipeline ... finished with status FAILURE"
+        if console.failed_step is None or isinstance(e, StepFailed):
+            raise
+        raise StepFailed(console.failed_step, console.last_error.get(console.failed_step)) from None
+
+
+def _unstaged(record: dict[str, Any], staged: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The error record with the staged copy's folder replaced by the user's own."""
+    if staged["dataset"] == params["dataset"]:
+        return record
+    copy, original = str(Path(staged["dataset"]).parent), str(Path(params["dataset"]).parent)
+    return {k: v.replace(copy, original) if isinstance(v, str) else v for k, v in record.items()}
+
+
+def _run(params: dict[str, Any], root: Path, runner: str, image: str | None, cache: bool) -> dict[str, Any]:
     # no accelerator here: a task compiled with one would refuse to train on the CPU
     # (components/accelerator.py)
     if runner == "docker":
@@ -65,10 +96,14 @@ def run_local(params: dict[str, Any], pipeline_root: str = "local_outputs", runn
 
 
 def format_summary(result: dict[str, Any]) -> str:
+    """The run folder, the time, and the metrics table last (what a person looks for)."""
     width = max(len(k) for k in result["metrics"]) if result["metrics"] else 10
-    lines = ["", "metrics", "-------"]
+    lines = ["", f"run folder: {result['run_dir']}", f"finished in {result['seconds']} s",
+             "", "metrics", "-------"]
     lines += [f"{name:<{width}}  {value:.4f}" if isinstance(value, float) else f"{name:<{width}}  {value}"
               for name, value in result["metrics"].items()]
-    lines += ["", f"artifacts ({result['run_dir']})", "---------"] + result["artifacts"]
-    lines += ["", f"finished in {result['seconds']} s"]
     return "\n".join(lines)
+
+
+def format_artifacts(result: dict[str, Any]) -> str:
+    return "\n".join([f"artifacts ({result['run_dir']})", *result["artifacts"]])

@@ -91,8 +91,9 @@ def validate_parameters(p: dict[str, Any]) -> None:
     if p["learning_rate"] <= 0 or p["learning_rate"] >= 1:
         bad("learning_rate", f"learning_rate={p['learning_rate']} is outside (0, 1)",
             "Use e.g. 3e-5 for BERT-base, 3e-4 for MiniLM.")
-    if p["batch_size"] <= 0 or p["eval_batch_size"] <= 0:
-        bad("batch_size", "batch sizes must be positive", "Use e.g. batch_size=48.")
+    for name, example in (("batch_size", 48), ("eval_batch_size", 128)):
+        if p[name] <= 0:
+            bad(name, f"{name}={p[name]} must be positive", f"Use e.g. {name}={example}.")
     if p["num_train_epochs"] <= 0 and p["max_steps"] <= 0:
         bad("num_train_epochs", "neither num_train_epochs nor max_steps is positive",
             "Set num_train_epochs (e.g. 2) or max_steps.")
@@ -105,8 +106,11 @@ def validate_parameters(p: dict[str, Any]) -> None:
             f"Use one of {', '.join(ANSWER_POLICIES)}.")
     if p["precision"] not in ("auto", "bf16", "fp16", "fp32"):
         bad("precision", f"unknown precision {p['precision']!r}", "Use auto, bf16, fp16 or fp32.")
-    if p["n_best"] <= 0 or p["max_answer_length"] <= 0:
-        bad("n_best", "n_best and max_answer_length must be positive", "Use 20 and 30-50.")
+    if p["n_best"] <= 0:
+        bad("n_best", f"n_best={p['n_best']} must be positive", "Use e.g. n_best=20.")
+    if p["max_answer_length"] <= 0:
+        bad("max_answer_length", f"max_answer_length={p['max_answer_length']} must be positive",
+            "Use 30-50 (tokens).")
     if not math.isfinite(p["null_score_diff_threshold"]):
         bad("null_score_diff_threshold", f"null_score_diff_threshold="
             f"{p['null_score_diff_threshold']} is not a finite number",
@@ -117,11 +121,13 @@ def validate_parameters(p: dict[str, Any]) -> None:
         bad("num_nodes", f"num_nodes={p['num_nodes']} must be at least 1", "Use 1, or more for a TrainJob.")
     if p["max_context_chars"] <= 0:
         bad("max_context_chars", "max_context_chars must be positive", "Use e.g. 1000000.")
-    if p["save_steps"] < 0 or p["save_minutes"] < 0:
-        bad("save_steps", f"save_steps={p['save_steps']} and save_minutes={p['save_minutes']} must "
-            "be >= 0", "Use 0 to turn one off, e.g. save_steps=500, save_minutes=30.")
-    if p["max_train_samples"] < 0 or p["max_eval_samples"] < 0:
-        bad("max_train_samples", "sample limits must be >= 0", "Use 0 for all examples.")
+    for name in ("save_steps", "save_minutes"):
+        if p[name] < 0:
+            bad(name, f"{name}={p[name]} must be >= 0",
+                "Use 0 to turn it off, e.g. save_steps=500, save_minutes=30.")
+    for name in ("max_train_samples", "max_eval_samples"):
+        if p[name] < 0:
+            bad(name, f"{name}={p[name]} must be >= 0", "Use 0 for all examples.")
 
 
 

@@ -93,7 +93,7 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
             max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
             answer_policy=answer_policy, max_context_chars=max_context_chars, model=model,
             model_revision=model_revision), "download")
-        fetched.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0)
+        # no retry: a wrong input fails the same way every time; network reads retry inside the step
         kubernetes.use_secret_as_env(fetched, secret_name=settings.hf_token_secret,
                                      secret_key_to_env={"HF_TOKEN": "HF_TOKEN"}, optional=True)
         kubernetes.use_secret_as_env(fetched, secret_name=settings.s3_secret, optional=True,

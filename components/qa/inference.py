@@ -29,7 +29,8 @@ MODEL_COLUMNS = ("input_ids", "token_type_ids", "attention_mask")
 
 def predict_logits(model, features, batch_size: int = 128, device=None, pad_value: float = -1e4,
                    *, sort_by_length: bool = True, pad_to_length: int | None = None,
-                   autocast_bf16: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   autocast_bf16: bool | None = None,
+                   progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Start and end logits of every feature, in the order of `features`.
 
     Args:
@@ -44,6 +45,7 @@ def predict_logits(model, features, batch_size: int = 128, device=None, pad_valu
         pad_to_length: pad every batch to this length instead of its longest feature
             rounded up to a multiple of 8 (the baseline).
         autocast_bf16: bf16 autocast; default: on CUDA GPUs that have bf16 (Ampere+).
+        progress: a `components.qa.progress.Progress`, advanced by each batch's features.
 
     Returns:
         (start_logits, end_logits), float32 arrays of shape (num_features, L) with L the
@@ -134,6 +136,8 @@ def predict_logits(model, features, batch_size: int = 128, device=None, pad_valu
                 if pending is not None:
                     write_back(*pending)
                 pending = (rows, output.start_logits, output.end_logits)
+                if progress is not None:
+                    progress.advance(len(rows))
             write_back(*pending)
     finally:
         model.train(was_training)
@@ -176,7 +180,8 @@ def iter_example_chunks(examples, features, chunk_examples: int = 2000
 def evaluate_qa_model(model, examples, features, batch_size: int = 128, n_best: int = 20,
                       max_answer_length: int = 30, version_2_with_negative: bool | None = None,
                       null_score_diff_threshold: float = 0.0, chunk_examples: int = 2000,
-                      device=None) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+                      device=None,
+                      progress=None) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
     """Predict every example's answer and score them against its gold answers.
 
     Args:
@@ -187,6 +192,7 @@ def evaluate_qa_model(model, examples, features, batch_size: int = 128, n_best: 
             any example has no gold answer.
         n_best, max_answer_length, null_score_diff_threshold: see `postprocess_predictions`.
         chunk_examples: examples post-processed at once; bounds the logits in memory.
+        progress: a `components.qa.progress.Progress` over the features, advanced per batch.
 
     Returns:
         (metrics, predictions): the SQuAD metrics (`exact_match`/`f1` for v1.1; for v2.0
@@ -203,7 +209,8 @@ def evaluate_qa_model(model, examples, features, batch_size: int = 128, n_best: 
     predictions: dict[str, dict[str, Any]] = {}
     num_features = 0
     for examples_chunk, features_chunk in iter_example_chunks(examples, features, chunk_examples):
-        start_logits, end_logits = predict_logits(model, features_chunk, batch_size, device)
+        start_logits, end_logits = predict_logits(model, features_chunk, batch_size, device,
+                                                  progress=progress)
         predictions.update(postprocess_predictions(
             examples_chunk, features_chunk, start_logits, end_logits, n_best=n_best,
             max_answer_length=max_answer_length,

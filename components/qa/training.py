@@ -40,6 +40,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from components.qa.errors import InvalidInputError
+from components.qa.progress_callback import ProgressCallback
 
 logger = logging.getLogger(__name__)
 
@@ -372,7 +373,7 @@ def build_trainer(model, tokenizer, train_features, output_dir: str, config: Tra
     keep = [c for c in features.column_names if c in forward or c == LENGTH_COLUMN]
     features = features.select_columns(keep)  # e.g. no token_type_ids for DistilBERT
     args = config.training_arguments(output_dir)
-    callbacks = [_TokenCounter(), *(callbacks or [])]
+    callbacks = [_TokenCounter(), ProgressCallback(), *(callbacks or [])]
     if config.report_to == "tensorboard":
         tensorboard = TensorBoardCallback()
         if logging_dir:

@@ -55,6 +55,14 @@ def test_caching_on_except_register(tmp_path):
         assert task["cachingOptions"].get("enableCache", False) is (name != "register-model"), name
 
 
+def test_only_fine_tune_retries(tmp_path):
+    """A retry is for preemption; a wrong input (download, preprocess) fails the same way again."""
+    spec, _ = compile_docs(tmp_path)
+    retries = {name: task.get("retryPolicy") for name, task in spec["root"]["dag"]["tasks"].items()}
+    assert {name for name, policy in retries.items() if policy} == {"fine-tune"}
+    assert retries["fine-tune"]["maxRetryCount"] == 2
+
+
 def test_images_accelerator_and_resources(tmp_path):
     settings = CompileSettings(cpu_image="reg.example/qa-cpu:1.2.3", gpu_image="reg.example/qa-cuda:1.2.3",
                                accelerator_type="nvidia.com/gpu", accelerator_count=2)

@@ -1,6 +1,7 @@
 """The whole DAG through kfp.local on the tiny profile: every artifact exists and reads back."""
 
 import json
+import re
 from pathlib import Path
 
 import datasets
@@ -99,3 +100,22 @@ def test_bad_parameters_are_rejected_before_any_work(tmp_path, capsys, setting, 
                  "--set", setting]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "root").exists()
+
+
+def test_the_terminal_shows_a_line_per_step_progress_and_ends_with_the_metrics(tiny_run, capsys):
+    root, params, first = tiny_run
+    assert main(["run", "--local", "--profile", "tiny", "--pipeline-root", str(root),
+                 "--set", f"max_steps={params['max_steps'] - 2}"]) == 0
+    out, err = capsys.readouterr()
+    steps = {line.split()[0]: line.split()[-1] for line in err.splitlines()
+             if line.split() and line.split()[-1] in ("ok", "cached", "failed")}
+    assert steps == {"download": "cached", "preprocess-train": "cached",
+                     "preprocess-validation": "cached", "fine-tune": "ok", "evaluate": "ok",
+                     "register-model": "ok"}
+    assert re.search(r"^fine-tune .* running  \[[#.]+\] \d+/2  ETA", err, re.M)
+    assert re.search(r"^evaluate .* running  \[[#.]+\] \d+/\d+  ETA", err, re.M)
+    assert "Got executor_input" not in out + err and "Traceback" not in out + err
+    table = out.split("metrics\n-------\n")[1].splitlines()  # the last thing printed
+    assert {row.split()[0] for row in table} >= {"exact_match", "f1", "num_examples"}
+    log = Path(re.search(r"^log: (\S+)$", err, re.M)[1]).read_text()
+    assert "Got executor_input" in log and "qa-progress" in log and "register-model" in log
