@@ -250,8 +250,9 @@ def _resolve_split_files(source: str, split: str) -> tuple[Any, list[str], str]:
 
 def _find_split_files(source: str, split: str) -> tuple[Any, list[str], str]:
     pattern = source.format(split=split) if "{split}" in source else source
-    fs, path = fsspec.core.url_to_fs(pattern)
-    fs.invalidate_cache()  # listings cached by an earlier call may predate a changed object
+    # a fresh filesystem each time: fsspec's cached instance keeps the endpoint and credentials
+    # of the environment it was made in, and listings that may predate a changed object
+    fs, path = fsspec.core.url_to_fs(pattern, skip_instance_cache=True)
     if _read(lambda: fs.isfile(path), f"listing {pattern}", pattern):
         kind = "flat" if path.endswith(FLAT_SUFFIXES) else "squad"
         return fs, [path], kind
