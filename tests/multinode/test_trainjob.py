@@ -86,7 +86,8 @@ def tiny(tmp_path_factory) -> dict:
     download(dataset=str(REPO / TINY["dataset"]), dataset_config="", dataset_revision="",
              train_split="train", validation_split="validation",
              max_train_samples=TINY["max_train_samples"], max_eval_samples=48,
-             answer_policy="error", model=TINY["model"], model_revision="",
+             answer_policy="error", max_context_chars=TINY["max_context_chars"], model=TINY["model"],
+             model_revision="",
              train_data=art["train_data"], validation_data=art["validation_data"],
              base_model=art["base_model"])
     shape = {"max_length": TINY["max_length"], "doc_stride": TINY["doc_stride"]}
