@@ -6,6 +6,7 @@
     python -m pipeline run --local                  # the whole DAG on this machine (profile: local)
     python -m pipeline run --local --profile tiny --set max_steps=2
     python -m pipeline run --local --runner docker --image qa-cpu:TAG
+    python -m pipeline serve --model DIR            # KServe model server (docs/serving.md)
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.cluster_cli import add_cluster_commands
 
     add_cluster_commands(sub)  # submit | schedule | runs | compare (kfp.Client)
+    from pipeline.serve_cli import add_serve_command
+
+    add_serve_command(sub)
 
     args = parser.parse_args(argv)
     try:
