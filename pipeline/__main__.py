@@ -43,7 +43,7 @@ def compile_pipeline(args) -> None:
                  "pvc_name": args.pvc, "num_nodes": args.num_nodes, "trainer_runtime": args.trainer_runtime}
     settings = (CompileSettings.from_images_env(args.images, **overrides) if args.images
                 else CompileSettings(**overrides))
-    compiler.Compiler().compile(build_pipeline(settings), str(args.output))
+    compiler.Compiler().compile(build_pipeline(settings, with_deploy=args.deploy), str(args.output))
     print(f"wrote {args.output}")
 
 
@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--num-nodes", type=int, default=1,
                    help="> 1: fine-tune launches a Kubeflow Trainer TrainJob (needs an RWX --pvc)")
     c.add_argument("--trainer-runtime", default="torch-distributed", help="TrainJob runtime")
+    c.add_argument("--deploy", action="store_true",
+                   help="compile in the deploy step (KServe; acts when the run sets deploy=true)")
     c.set_defaults(func=compile_pipeline)
 
     r = sub.add_parser("run", help="run the whole DAG locally through kfp.local")
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.cluster_cli import add_cluster_commands
 
     add_cluster_commands(sub)  # submit | schedule | runs | compare (kfp.Client)
-    from pipeline.serve_cli import add_serve_command
+    from pipeline.serving import add_serve_command
 
     add_serve_command(sub)
 

@@ -1,6 +1,6 @@
 """Start KServe's model server with the QA predictor, here or in the cluster image.
 
-`python -m pipeline serve --model DIR` (pipeline/serve_cli.py) and the ServingRuntime in
+`python -m pipeline serve --model DIR` (pipeline/serving.py) and the ServingRuntime in
 manifests/overlays/kserve both end up in `serve`, so the local server is the cluster's.
 
 KServe's `ModelServer` holds the model repository and the data plane (routes, health,
@@ -52,3 +52,107 @@ def serve(model_dir: str, config: ServingConfig, name: str = "qa", host: str = "
     finally:
         model.stop()
         print("model server stopped", flush=True)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class LocalServer:
+    """`python -m pipeline serve` in a child process on a free loopback port.
+
+        with LocalServer(model_dir, "qa", args) as server:
+            requests.post(server.url + "/v1/models/qa:predict", json=...)
+
+    Entering waits until KServe reports the model ready (or the process dies: its log is in
+    the error); leaving sends SIGTERM and waits for the graceful shutdown.
+    """
+
+    def __init__(self, model_dir: str, name: str = "qa", args: list[str] = (),
+                 host: str = "127.0.0.1", startup_timeout: float = 300, env: dict | None = None):
+        self.model_dir, self.name, self.args, self.host = model_dir, name, list(args), host
+        self.startup_timeout, self.env = startup_timeout, env
+        self.port = free_port(host)
+        self.url = f"http://{host}:{self.port}"
+        self.process = None
+        self.log_path = None
+
+    def __enter__(self) -> LocalServer:
+        import os
+        import subprocess
+        import sys
+        import tempfile
+        import time
+        import urllib.request
+
+        self._log = tempfile.NamedTemporaryFile("w+", prefix="qa-serve-", suffix=".log",
+                                                delete=False)
+        self.log_path = self._log.name
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "serve", "--model", self.model_dir, "--name",
+             self.name, "--host", self.host, "--port", str(self.port), *self.args],
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})})
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the model server exited with {self.process.returncode}:\n"
+                                   f"{self.log()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/v2/models/{self.name}/ready",
+                                            timeout=5) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise TimeoutError(f"the model server was not ready after {self.startup_timeout} s:\n"
+                           f"{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, then wait; the exit code."""
+        import signal
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# our own sentence: a question whose answer is plain, for the deploy step's smoke query
+SMOKE_QUESTION = "What covers most of the Amazon basin?"
+SMOKE_CONTEXT = ("The Amazon rainforest covers most of the Amazon basin of South America, "
+                 "an area of about seven million square kilometres.")
+
+
+def smoke_query(base_url: str, name: str, timeout: float = 120) -> tuple[dict, float]:
+    """One V1 prediction of the smoke question: (the prediction, latency in ms)."""
+    import json
+    import time
+    import urllib.request
+
+    body = {"instances": [{"question": SMOKE_QUESTION, "context": SMOKE_CONTEXT}]}
+    request = urllib.request.Request(f"{base_url}/v1/models/{name}:predict",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        prediction = json.loads(response.read())["predictions"][0]
+    return prediction, (time.perf_counter() - started) * 1000

@@ -1,4 +1,5 @@
-"""`python -m pipeline serve`: the KServe model server for a trained model, on this machine.
+"""Serving in the pipeline layer: `python -m pipeline serve` (the KServe model server for a
+trained model) and the deploy step's predictor settings from the compile settings.
 
     python -m pipeline serve --model local_outputs/qa-finetune-.../fine-tune/model
     python -m pipeline serve --model DIR --max-length 128 --doc-stride 64 --port 8081
@@ -44,3 +45,18 @@ def serve_command(args) -> None:
         max_batch_size=args.max_batch_size)
     serve(args.model, config, name=args.name, host=args.host, port=args.port,
           grace_period=args.grace_period)
+
+
+def predictor_settings(settings) -> dict:
+    """The deploy step's PredictorSpec from the compile settings: the evaluate step's
+    resources, and its GPU (one) when evaluate runs on one."""
+    from components.serving.isvc import PredictorSpec
+
+    res = settings.resources_for("evaluate")
+    gpu = bool(settings.eval_on_gpu and settings.accelerator_count)
+    return PredictorSpec(
+        image=settings.gpu_image if gpu else settings.cpu_image, cpu=res.cpu, memory=res.memory,
+        accelerator_type=settings.accelerator_type if gpu else "", accelerator_count=int(gpu),
+        node_selector=dict(settings.node_selector) if gpu else {},
+        tolerations=[{"key": k, "operator": op, "effect": effect}
+                     for k, op, effect in settings.tolerations] if gpu else []).to_dict()
