@@ -56,7 +56,8 @@ class PredictorSpec:
         if unknown:
             raise InvalidInputError(f"unknown predictor settings {sorted(unknown)}",
                                     fix="Recompile the pipeline.", field="serving")
-        return cls(**values)
+        # a KFP dict parameter is a protobuf Struct: its numbers come back as floats
+        return cls(**{**values, "accelerator_count": int(values.get("accelerator_count", 0))})
 
 
 def serving_args(max_length: int, doc_stride: int, n_best: int, max_answer_length: int,

@@ -39,10 +39,9 @@ def serve(model_dir: str, config: ServingConfig, name: str = "qa", host: str = "
           port: int = 8080, grace_period: int = 30) -> None:
     """Serve until SIGTERM/SIGINT."""
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-    from kserve.protocol.rest.server import RESTServer
 
     server, model = build_model_server(model_dir, config, name)
-    rest = RESTServer(FASTAPI_APP_IMPORT_STRING, server.dataplane,
+    rest = _rest_server_class()(FASTAPI_APP_IMPORT_STRING, server.dataplane,
                       server.model_repository_extension, port, grace_period=grace_period)
     rest.config.host = host
     print(f"serving {name!r} from {model_dir} at http://{host}:{port}"
@@ -52,6 +51,35 @@ def serve(model_dir: str, config: ServingConfig, name: str = "qa", host: str = "
     finally:
         model.stop()
         print("model server stopped", flush=True)
+
+
+def _rest_server_class():
+    """KServe's RESTServer, with one more 400.
+
+    KServe decodes a binary Open Inference Protocol request itself, before the predictor, and
+    turns BYTES that are not UTF-8 into an InferenceError (a 500) raised while handling the
+    UnicodeDecodeError (kserve/protocol/infer_type.py set_data_from_numpy, v0.21.0). That is
+    the client's error: answer 400. KServe's message does not say which input, so neither can
+    this one; JSON bodies and our own decoding name the row and field.
+    """
+    from fastapi.responses import JSONResponse
+    from kserve.errors import InferenceError, inference_error_handler
+    from kserve.protocol.rest.server import RESTServer
+
+    async def bad_text_is_a_bad_request(request, exc: InferenceError):
+        cause = exc.__context__
+        if not isinstance(cause, UnicodeDecodeError):
+            return await inference_error_handler(request, exc)
+        return JSONResponse(status_code=400, content={"error": (
+            f"a BYTES input holds text that is not UTF-8 ({cause.reason} at byte "
+            f"{cause.start} of a string). Encode every question and context as UTF-8.")})
+
+    class QARESTServer(RESTServer):
+        def _add_exception_handlers(self, app):
+            super()._add_exception_handlers(app)
+            app.add_exception_handler(InferenceError, bad_text_is_a_bad_request)
+
+    return QARESTServer
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -92,10 +120,13 @@ class LocalServer:
         self._log = tempfile.NamedTemporaryFile("w+", prefix="qa-serve-", suffix=".log",
                                                 delete=False)
         self.log_path = self._log.name
+        # a KFP step's environment marks it as the executor (_KFP_RUNTIME: kfp.dsl then
+        # imports only what the executor needs); the server's CLI needs all of kfp
+        env = {k: v for k, v in os.environ.items() if k != "_KFP_RUNTIME"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "serve", "--model", self.model_dir, "--name",
              self.name, "--host", self.host, "--port", str(self.port), *self.args],
-            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})})
+            stdout=self._log, stderr=subprocess.STDOUT, env={**env, **(self.env or {})})
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
