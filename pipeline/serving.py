@@ -28,6 +28,8 @@ def add_serve_command(sub) -> None:
                    help="SQuAD v2.0 model: answer '' when the null score wins")
     s.add_argument("--null-score-diff-threshold", type=float, default=0.0)
     s.add_argument("--max-batch-size", type=int, default=32, help="most pairs in one request")
+    s.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                   help="onnxruntime: export to ONNX at start-up, faster on CPUs (bench/RESULTS.md)")
     s.add_argument("--grace-period", type=int, default=30,
                    help="seconds in-flight requests get after SIGTERM")
     s.set_defaults(func=serve_command)
@@ -42,7 +44,7 @@ def serve_command(args) -> None:
         max_answer_length=args.max_answer_length,
         version_2_with_negative=args.version_2_with_negative,
         null_score_diff_threshold=args.null_score_diff_threshold,
-        max_batch_size=args.max_batch_size)
+        max_batch_size=args.max_batch_size, backend=args.backend)
     serve(args.model, config, name=args.name, host=args.host, port=args.port,
           grace_period=args.grace_period)
 

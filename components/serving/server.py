@@ -16,6 +16,7 @@ SIGTERM/SIGINT: uvicorn stops accepting connections, lets requests in flight fin
 from __future__ import annotations
 
 import logging
+import signal
 
 from components.qa.serving import ServingConfig
 
@@ -46,6 +47,10 @@ def serve(model_dir: str, config: ServingConfig, name: str = "qa", host: str = "
     rest.config.host = host
     print(f"serving {name!r} from {model_dir} at http://{host}:{port}"
           f" (V1 /v1/models/{name}:predict, V2 /v2/models/{name}/infer)", flush=True)
+    # uvicorn handles SIGTERM/SIGINT while it serves, then restores the previous handlers and
+    # raises the signal again; these absorb it, so that the process exits 0 after cleanup
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         rest.run()  # uvicorn: returns after a graceful shutdown
     finally:
