@@ -39,8 +39,7 @@ def test_seven_tasks_and_a_valid_inference_service(deploy_run):
     assert model["runtime"] == kisvc.RUNTIME
     assert model["args"] == kisvc.serving_args(params["max_length"], params["doc_stride"],
                                                params["n_best"], params["max_answer_length"])
-    assert model["storageUri"] == str(run_dir.parent / run_dir.name / "fine-tune" / "model") \
-        or model["storageUri"].endswith("/fine-tune/model")
+    assert model["storageUri"].endswith("/fine-tune/model")  # a local path under kfp.local
     report = (run_dir / "deploy-model" / "deployment").read_text()
     assert "smoke answer" in report and "smoke latency" in report
     (record_path,) = (root / "model-registry" / params["model_name"] / "serving").glob("*.json")
@@ -62,13 +61,13 @@ def test_served_answers_are_the_evaluate_steps(deploy_run):
     with LocalServer(str(run_dir / "fine-tune" / "model"), "squad-qa", args) as server:
         for lo in range(0, len(held_out), 8):
             rows = held_out.select(range(lo, min(lo + 8, len(held_out))))
-            questions, contexts = rows["question"], rows["context"]
+            questions, contexts = list(rows["question"]), list(rows["context"])
             status, v1 = post(f"{server.url}/v1/models/squad-qa:predict", {"instances": [
                 {"question": q, "context": c} for q, c in zip(questions, contexts)]})
             assert status == 200, v1
             status, v2 = post(f"{server.url}/v2/models/squad-qa/infer", v2_body(questions, contexts))
             assert status == 200, v2
-            for example_id, a1, a2 in zip(rows["id"], v1["predictions"], v2_answers(v2)):
+            for example_id, a1, a2 in zip(list(rows["id"]), v1["predictions"], v2_answers(v2)):
                 want = evaluated[example_id]
                 assert (a1["answer"], a1["start"], a1["end"]) == (want["text"], want["start"], want["end"])
                 assert (a2["answer"], a2["start"], a2["end"]) == (want["text"], want["start"], want["end"])
