@@ -86,11 +86,13 @@ class QAAnswerer:
 
     @classmethod
     def from_pretrained(cls, model_dir: str, config: ServingConfig) -> QAAnswerer:
-        """Load a `save_pretrained` directory (model and tokenizer, as fine-tune writes it);
-        with backend="onnxruntime", export it to a temporary ONNX file and serve that."""
+        """Load a `save_pretrained` directory (model and tokenizer, as fine-tune writes it)
+        onto the GPU when there is one; with backend="onnxruntime", export it to a temporary
+        ONNX file and serve that on the CPU."""
         import os
         import tempfile
 
+        import torch
         from transformers import AutoTokenizer
 
         from components.qa.training import load_qa_model
@@ -101,6 +103,8 @@ class QAAnswerer:
             from components.qa.onnx_model import OrtQAModel
 
             model = OrtQAModel.export(model, os.path.join(tempfile.mkdtemp(), "model.onnx"))
+        elif torch.cuda.is_available():
+            model.to("cuda")
         return cls(model, AutoTokenizer.from_pretrained(model_dir), config)
 
     def answer(self, questions: Sequence[Any], contexts: Sequence[Any],
