@@ -172,7 +172,8 @@ def _model_class(name: str):
 def _check(value: Any, type_name: str, where: str) -> None:
     def fail(problem: str) -> None:
         raise InvalidInputError(problem, fix="Fix the manifest; see the KServe API reference.",
-                                source=where.split(".")[0], field=where.partition(".")[2] or None)
+                                source=where.split(".")[0],
+                                field=where.partition(".")[2] or None)
 
     if value is None:
         return

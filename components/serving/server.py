@@ -15,12 +15,9 @@ SIGTERM/SIGINT: uvicorn stops accepting connections, lets requests in flight fin
 
 from __future__ import annotations
 
-import logging
 import signal
 
 from components.qa.serving import ServingConfig
-
-log = logging.getLogger(__name__)
 
 
 def build_model_server(model_dir: str, config: ServingConfig, name: str = "qa"):
@@ -43,7 +40,8 @@ def serve(model_dir: str, config: ServingConfig, name: str = "qa", host: str = "
 
     server, model = build_model_server(model_dir, config, name)
     rest = _rest_server_class()(FASTAPI_APP_IMPORT_STRING, server.dataplane,
-                      server.model_repository_extension, port, grace_period=grace_period)
+                                server.model_repository_extension, port,
+                                grace_period=grace_period)
     rest.config.host = host
     print(f"serving {name!r} from {model_dir} at http://{host}:{port}"
           f" (V1 /v1/models/{name}:predict, V2 /v2/models/{name}/infer)", flush=True)
