@@ -44,6 +44,7 @@ def test_config_refuses_bad_settings():
                       backend="tensorrt")
 
 
+@pytest.mark.slow  # exports the model to ONNX
 def test_onnxruntime_backend_gives_the_same_answers(qa_model_dir, answerer, squad_rows):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
