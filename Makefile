@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU wheel; a bare requirement would pull a multi-GB CUDA build
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[cluster,test]"
+	$(PY) -m pip install --quiet -e ".[cluster,serve,test]"
 	touch $@
 
 # The whole DAG on this machine through kfp.local (profile: local, MiniLM on the SQuAD sample).

@@ -7,6 +7,7 @@
     python -m pipeline run --local --profile tiny --set max_steps=2
     python -m pipeline run --local --runner docker --image qa-cpu:TAG
     python -m pipeline run --local --verbose       # every step's log (and tracebacks) on the terminal
+    python -m pipeline serve --model DIR            # KServe model server (docs/serving.md)
 
 `run` shows one line per step and the metrics; the full log is in
 <pipeline-root>/logs/. Exit status: 0 done, 2 a wrong input or parameter, 1 any
@@ -53,7 +54,7 @@ def compile_pipeline(args) -> None:
                  "train_timeout_hours": args.train_timeout_hours}
     settings = (CompileSettings.from_images_env(args.images, **overrides) if args.images
                 else CompileSettings(**overrides))
-    compiler.Compiler().compile(build_pipeline(settings), str(args.output))
+    compiler.Compiler().compile(build_pipeline(settings, with_deploy=args.deploy), str(args.output))
     print(f"wrote {args.output}")
 
 
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="Secret to pull the images from a private registry (every task, TrainJob nodes)")
     c.add_argument("--train-timeout-hours", type=float, default=24.0,
                    help="a TrainJob's activeDeadlineSeconds, in hours (docs/multinode.md)")
+    c.add_argument("--deploy", action="store_true",
+                   help="compile in the deploy step (KServe; acts when the run sets deploy=true)")
     c.set_defaults(func=compile_pipeline)
 
     r = sub.add_parser("run", help="run the whole DAG locally through kfp.local")
@@ -119,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.cluster_cli import add_cluster_commands
 
     add_cluster_commands(sub)  # submit | schedule | runs | compare (kfp.Client)
+    from pipeline.serving import add_serve_command
+
+    add_serve_command(sub)
 
     args = parser.parse_args(argv)
     try:

@@ -88,7 +88,7 @@ def _run(params: dict[str, Any], root: Path, runner: str, image: str | None, cac
     started = time.time()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        task = build_pipeline(settings)(**params)
+        task = build_pipeline(settings, with_deploy=params.get("deploy", False))(**params)
     run_dir = max((p for p in root.glob(f"{PIPELINE_NAME}-*") if p.is_dir()), key=os.path.getmtime)
     artifacts = sorted(str(p) for p in run_dir.glob("*/*") if not p.name.startswith("."))
     return {"metrics": dict(task.outputs["metrics"].metadata), "run_dir": str(run_dir),

@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "n_best": 20, "max_answer_length": 50, "eval_batch_size": 128,
     "null_score_diff_threshold": 0.0,  # SQuAD v2.0: answer "" when null - best span > this
     "model_name": "squad-qa", "model_version": "", "min_f1": 0.0, "registry_uri": "",
+    # serving (docs/serving.md): the deploy step acts only when compiled in and deploy=True
+    "deploy": False,
 }
 
 PROFILES: dict[str, dict[str, Any]] = {

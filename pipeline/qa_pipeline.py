@@ -9,10 +9,15 @@
                   evaluate
                      |
                register model   (never cached)
+                     |
+               deploy model     (never cached; only when compiled in: with_deploy=True)
 
 `build_pipeline(settings)` turns the plain component functions in `components/`
 into KFP components on the settings' images and returns the pipeline function,
-ready for `kfp.compiler.Compiler().compile` or a `kfp.local` run.
+ready for `kfp.compiler.Compiler().compile` or a `kfp.local` run. The deploy step is
+compiled in only with `with_deploy=True` (`compile --deploy`, `run --local --set deploy=true`),
+so the default DAG has six tasks; in it, the `deploy` parameter (default False) still decides
+at run time whether the step deploys (docs/serving.md).
 """
 
 
@@ -22,6 +27,7 @@ from typing import NamedTuple
 from kfp import dsl, kubernetes
 from kfp.dsl import Markdown, Metrics, Model
 
+from components.deploy import deploy_model
 from components.download import download
 from components.evaluate import evaluate
 from components.accelerator import ACCELERATOR_ENV
@@ -29,12 +35,13 @@ from components.fine_tune import fine_tune
 from components.preprocess import preprocess_train, preprocess_validation
 from components.register import register_model
 from pipeline.parameters import DEFAULTS as D
+from pipeline.serving import predictor_settings
 from pipeline.settings import PVC_STEPS, CompileSettings
 
 PIPELINE_NAME = "qa-finetune"
 
 
-def build_pipeline(settings: CompileSettings = CompileSettings()):
+def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: bool = False):
     cpu = functools.partial(dsl.component, base_image=settings.cpu_image, install_kfp_package=False)
     gpu = functools.partial(dsl.component, base_image=settings.gpu_image, install_kfp_package=False)
     download_op, register_op = cpu(download), cpu(register_model)
@@ -85,7 +92,7 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
         null_score_diff_threshold: float = D["null_score_diff_threshold"],
         model_name: str = D["model_name"],
         model_version: str = D["model_version"], min_f1: float = D["min_f1"],
-        registry_uri: str = D["registry_uri"],
+        registry_uri: str = D["registry_uri"], deploy: bool = D["deploy"],
     ) -> NamedTuple("Outputs", [("metrics", Metrics), ("model", Model), ("report", Markdown)]):
         fetched = sized(download_op(
             dataset=dataset, dataset_config=dataset_config, dataset_revision=dataset_revision,
@@ -137,6 +144,19 @@ def build_pipeline(settings: CompileSettings = CompileSettings()):
                                      secret_key_to_env={"token": "MODEL_REGISTRY_TOKEN"}, optional=True)
         kubernetes.use_secret_as_env(registered, secret_name=settings.s3_secret, optional=True,  # s3:// endpoint
                                      secret_key_to_env={"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"})
+        if with_deploy:
+            deployed = sized(cpu(deploy_model)(
+                model=trained.outputs["model"], metrics=scored.outputs["metrics"],
+                registration=registered.outputs["registration"], deploy=deploy,
+                model_name=model_name, model_version=model_version, min_f1=min_f1,
+                registry_uri=registry_uri, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                max_length=max_length,
+                doc_stride=doc_stride, n_best=n_best, max_answer_length=max_answer_length,
+                predictor=predictor_settings(settings)), "register")
+            deployed.set_caching_options(enable_caching=False)
+            kubernetes.use_secret_as_env(deployed, secret_name=settings.registry_token_secret,
+                                         secret_key_to_env={"token": "MODEL_REGISTRY_TOKEN"},
+                                         optional=True)
         outputs = NamedTuple("Outputs", [("metrics", Metrics), ("model", Model), ("report", Markdown)])
         return outputs(metrics=scored.outputs["metrics"], model=trained.outputs["model"],
                        report=scored.outputs["report"])

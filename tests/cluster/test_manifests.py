@@ -32,10 +32,13 @@ GPU_SELECTOR = {"nvidia.com/gpu.present": "true"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 # Every directory `kubectl kustomize` can build; a new overlay must be added here.
-KUSTOMIZATIONS = [".", "base", "secrets", "overlays/rwx-storage", "overlays/gpu", "overlays/trainer"]
-BASE_DIRS = [".", "base", "overlays/rwx-storage", "overlays/gpu", "overlays/trainer"]
+KUSTOMIZATIONS = [".", "base", "secrets", "overlays/rwx-storage", "overlays/gpu", "overlays/trainer",
+                  "overlays/kserve"]
+BASE_DIRS = [".", "base", "overlays/rwx-storage", "overlays/gpu", "overlays/trainer",
+             "overlays/kserve"]
 CRD_KINDS = {("kubeflow.org/v1alpha1", "PodDefault"),
-             ("trainer.kubeflow.org/v1alpha1", "TrainingRuntime")}
+             ("trainer.kubeflow.org/v1alpha1", "TrainingRuntime"),
+             ("serving.kserve.io/v1alpha1", "ServingRuntime")}  # tests/serving/test_manifests.py
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
 
 KUBECTL = shutil.which("kubectl")

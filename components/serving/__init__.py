@@ -1,0 +1,5 @@
+"""Serving the fine-tuned model on KServe: the `kserve.Model` adapter, the model server
+command, the InferenceService we render and the Model Registry serving records.
+
+The question answering itself is `components.qa.serving` (no KServe import there).
+"""

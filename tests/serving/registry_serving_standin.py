@@ -1,0 +1,75 @@
+"""The Model Registry stand-in (tests/cluster/registry_standin.py) plus the serving records
+the deploy step writes: ServingEnvironments and InferenceServices. It is not a cluster.
+
+Routes, under /api/model_registry/v1 as the 0.3.18 client's mr_openapi calls them (the server,
+kubeflow/hub internal/server/openapi/api_model_registry_service.go, commit bd07139, serves the
+same under v1alpha3):
+
+    POST serving_environments        GET serving_environment?name=      (find: 404 when none)
+    POST inference_services          GET inference_service?name=&parentResourceId=
+    PATCH inference_services/{id}    GET inference_services/{id}
+
+As the server does (internal/core/inference_service.go UpsertInferenceService): creating an
+InferenceService needs an existing ServingEnvironment (404 otherwise) and a registered model;
+names are unique within their serving environment (409); PATCH merges the fields sent.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+from tests.cluster.kfp_standin import HttpError
+from tests.cluster.registry_standin import API, ModelRegistryStandin
+
+
+class ServingRegistryStandin(ModelRegistryStandin):
+    routes: ClassVar = ModelRegistryStandin.routes + [
+        ("POST", API + r"/serving_environments", "create_environment"),
+        ("GET", API + r"/serving_environment", "find_environment"),
+        ("POST", API + r"/inference_services", "create_service"),
+        ("GET", API + r"/inference_service", "find_service"),
+        ("GET", API + r"/inference_services/([^/]+)", "get_service"),
+        ("PATCH", API + r"/inference_services/([^/]+)", "update_service"),
+    ]
+
+    def __init__(self, token: str | None = "registry-token"):
+        super().__init__(token)
+        self.environments: dict[str, dict] = {}
+        self.services: dict[str, dict] = {}
+
+    def create_environment(self, query, raw, headers):
+        body = json.loads(raw)
+        if any(e["name"] == body["name"] for e in self.environments.values()):
+            raise HttpError(409, f"serving environment {body['name']!r} already exists", 6)
+        env = self._new(body)
+        self.environments[env["id"]] = env
+        return 201, env
+
+    def find_environment(self, query, raw, headers):
+        return self._one([e for e in self.environments.values() if e["name"] == query.get("name")],
+                         f"serving environment named {query.get('name')!r}")
+
+    def create_service(self, query, raw, headers):
+        body = json.loads(raw)
+        self._get(self.environments, body.get("servingEnvironmentId", ""), "serving environment")
+        self._get(self.models, body.get("registeredModelId", ""), "registered model")
+        if any(s["name"] == body.get("name") and s["servingEnvironmentId"] == body["servingEnvironmentId"]
+               for s in self.services.values()):
+            raise HttpError(409, f"inference service {body.get('name')!r} already exists", 6)
+        service = self._new(body, desiredState=body.get("desiredState") or "DEPLOYED")
+        self.services[service["id"]] = service
+        return 201, service
+
+    def find_service(self, query, raw, headers):
+        return self._one([s for s in self.services.values() if s["name"] == query.get("name")
+                          and s["servingEnvironmentId"] == query.get("parentResourceId")],
+                         f"inference service named {query.get('name')!r}")
+
+    def get_service(self, query, raw, headers, service_id):
+        return 200, self._get(self.services, service_id, "inference service")
+
+    def update_service(self, query, raw, headers, service_id):
+        service = self._get(self.services, service_id, "inference service")
+        service.update({k: v for k, v in json.loads(raw).items() if k != "id"})
+        return 200, service
