@@ -226,14 +226,16 @@ def test_schedule_with_nowhere_durable_to_register_is_refused_before_any_call(kf
     assert "registry_uri" in capsys.readouterr().err and kfp.requests == []
 
 
-def test_no_compiled_task_input_is_a_placeholder_the_backend_does_not_resolve(packages):
+def test_no_compiled_task_input_is_a_placeholder_the_backend_does_not_resolve(packages, tmp_path):
     # the constants the KFP driver resolves (backend/src/v2/driver/resolve.go, KFP 7b70c7b);
     # any other {{$...}} placeholder would reach the component verbatim on a cluster
     resolved = {"{{$.pipeline_job_name}}", "{{$.pipeline_job_resource_name}}", "{{$.pipeline_job_uuid}}",
                 "{{$.pipeline_task_name}}", "{{$.pipeline_task_uuid}}",
                 "{{$.pipeline_job_create_time_utc}}", "{{$.pipeline_job_schedule_time_utc}}"}
     committed = Path(__file__).resolve().parents[2] / "pipeline" / "qa_finetune.yaml"
-    for package in (committed, *packages):
+    with_deploy = tmp_path / "deploy.yaml"  # the seventh step takes the registry as register does
+    assert main(["compile", "--output", str(with_deploy), "--deploy"]) == 0
+    for package in (committed, *packages, with_deploy):
         spec = next(yaml.safe_load_all(package.read_text()))
         dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
         constants = [(task_name, name, param["runtimeValue"]["constant"])
