@@ -77,6 +77,7 @@ class CompileSettings:
         ("trainjob-launcher", Resources("1", "2Gi")),
         ("evaluate", Resources("4", "16Gi")),
         ("register", Resources("500m", "1Gi")),
+        ("deploy", Resources("500m", "1Gi")),  # API calls on a cluster; the predictor has its own
     )
 
     def __post_init__(self):
