@@ -60,5 +60,4 @@ def predictor_settings(settings) -> dict:
         image=settings.gpu_image if gpu else settings.cpu_image, cpu=res.cpu, memory=res.memory,
         accelerator_type=settings.accelerator_type if gpu else "", accelerator_count=int(gpu),
         node_selector=dict(settings.node_selector) if gpu else {},
-        tolerations=[{"key": k, "operator": op, "effect": effect}
-                     for k, op, effect in settings.tolerations] if gpu else []).to_dict()
+        tolerations=settings.toleration_specs() if gpu else []).to_dict()
