@@ -1,6 +1,7 @@
 """deploy model: serve the registered version on KServe, smoke-test it, record the endpoint.
 
 Runs after register, only with deploy=True and F1 >= min_f1 (the register gate), never cached.
+`registration` is not read: taking it as an input is what orders this step after register.
 
 - In a pod (a cluster): creates or updates the InferenceService `service_name(model_name)` in
   the pipeline's namespace through the KServe SDK, with the registered version's storage URI,
