@@ -1,6 +1,7 @@
 """deploy model: serve the registered version on KServe, smoke-test it, record the endpoint.
 
 Runs after register, only with deploy=True and F1 >= min_f1 (the register gate), never cached.
+`registration` is not read: taking it as an input is what orders this step after register.
 
 - In a pod (a cluster): creates or updates the InferenceService `service_name(model_name)` in
   the pipeline's namespace through the KServe SDK, with the registered version's storage URI,
@@ -38,13 +39,13 @@ def deploy_model(
     import yaml
 
     from components.qa.answers import SQUAD_V2
-    from components.registry import open_registry
+    from components.registry import open_registry, registered_version
     from components.serving import isvc as kisvc
     from components.serving.records import record_serving, registry_ids
     from components.serving.server import SMOKE_QUESTION, LocalServer, smoke_query
 
     f1 = float(metrics.metadata.get("f1", 0.0))
-    version = model_version or pipeline_run_id  # as register names it
+    version = registered_version(model_version, pipeline_run_id)
     name = kisvc.service_name(model_name)
     skip = ("deploy=false" if not deploy
             else f"F1 {f1:.2f} is below min_f1 {min_f1:.2f}" if f1 < min_f1 else None)

@@ -16,10 +16,10 @@ def register_model(
 ):
     """registry_uri names where the record lands (never a placeholder only kfp.local resolves);
     the model's URI is recorded in a form a deployment can load (components.registry.serving_uri)."""
-    from components.registry import open_registry, serving_uri
+    from components.registry import open_registry, registered_version, serving_uri
 
     f1 = float(metrics.metadata.get("f1", 0.0))
-    version = model_version or pipeline_run_id
+    version = registered_version(model_version, pipeline_run_id)
     if f1 < min_f1:
         message = f"Not registered: F1 {f1:.2f} is below min_f1 {min_f1:.2f}."
     else:

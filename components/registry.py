@@ -187,6 +187,12 @@ def serving_uri(uri: str) -> str:
                        region=os.environ.get("AWS_DEFAULT_REGION") or KFP_MINIO_REGION)
 
 
+def registered_version(model_version: str, run_id: str) -> str:
+    """The version name a run registers under: `model_version`, or the run's id when it is
+    empty. register writes it; deploy and `compare` look the record up by it."""
+    return model_version or run_id
+
+
 def open_registry(uri: str, author: str) -> Registry:
     """The registry a URI names: Model Registry for http(s)://, the embedded one for a path."""
     if uri.startswith(("http://", "https://")):

@@ -466,7 +466,7 @@ def registry_metrics(run: dict[str, Any], registry_uri: str | None = None,
     step writes them with the run ID into the model registry (docs/cluster.md). `opened`
     keeps registry clients by URI across calls (compare passes one for all its runs).
     """
-    from components.registry import open_registry
+    from components.registry import open_registry, registered_version
 
     params = run["parameters"]
     uri = registry_uri if registry_uri is not None else str(params.get("registry_uri") or "")
@@ -476,7 +476,7 @@ def registry_metrics(run: dict[str, Any], registry_uri: str | None = None,
         return {}, "registry_uri unset: pass --registry-uri"
     registries = {} if opened is None else opened
     name = str(params.get("model_name") or DEFAULTS["model_name"])
-    version = str(params.get("model_version") or run["run_id"])
+    version = registered_version(str(params.get("model_version") or ""), run["run_id"])
     try:
         if uri not in registries:
             registries[uri] = open_registry(uri, author="kfp-squad-qa")

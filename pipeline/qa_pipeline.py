@@ -70,6 +70,15 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
             kubernetes.set_image_pull_secrets(task, list(settings.image_pull_secrets))
         return task
 
+    def registry_env(task):
+        """The Model Registry token, and the S3 endpoint that components.registry.serving_uri
+        writes into a minio:// model's s3:// URI (register records it; deploy converts a
+        record made before that the same way)."""
+        kubernetes.use_secret_as_env(task, secret_name=settings.registry_token_secret,
+                                     secret_key_to_env={"token": "MODEL_REGISTRY_TOKEN"}, optional=True)
+        kubernetes.use_secret_as_env(task, secret_name=settings.s3_secret, optional=True,
+                                     secret_key_to_env={"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"})
+
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="Fine-tune and evaluate an extractive QA model on SQuAD-style data, "
                               "then register it.")
@@ -140,10 +149,7 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
             model_version=model_version, min_f1=min_f1, registry_uri=registry_uri,
             pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "register")
         registered.set_caching_options(enable_caching=False)
-        kubernetes.use_secret_as_env(registered, secret_name=settings.registry_token_secret,
-                                     secret_key_to_env={"token": "MODEL_REGISTRY_TOKEN"}, optional=True)
-        kubernetes.use_secret_as_env(registered, secret_name=settings.s3_secret, optional=True,  # s3:// endpoint
-                                     secret_key_to_env={"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"})
+        registry_env(registered)
         if with_deploy:
             deployed = sized(cpu(deploy_model)(
                 model=trained.outputs["model"], metrics=scored.outputs["metrics"],
@@ -152,11 +158,9 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
                 registry_uri=registry_uri, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 max_length=max_length,
                 doc_stride=doc_stride, n_best=n_best, max_answer_length=max_answer_length,
-                predictor=predictor_settings(settings)), "register")
+                predictor=predictor_settings(settings)), "deploy")
             deployed.set_caching_options(enable_caching=False)
-            kubernetes.use_secret_as_env(deployed, secret_name=settings.registry_token_secret,
-                                         secret_key_to_env={"token": "MODEL_REGISTRY_TOKEN"},
-                                         optional=True)
+            registry_env(deployed)
         outputs = NamedTuple("Outputs", [("metrics", Metrics), ("model", Model), ("report", Markdown)])
         return outputs(metrics=scored.outputs["metrics"], model=trained.outputs["model"],
                        report=scored.outputs["report"])

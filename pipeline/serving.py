@@ -26,7 +26,8 @@ def add_serve_command(sub) -> None:
     s.add_argument("--max-answer-length", type=int, default=D["max_answer_length"])
     s.add_argument("--version-2-with-negative", action="store_true",
                    help="SQuAD v2.0 model: answer '' when the null score wins")
-    s.add_argument("--null-score-diff-threshold", type=float, default=0.0)
+    s.add_argument("--null-score-diff-threshold", type=float,
+                   default=D["null_score_diff_threshold"])
     s.add_argument("--max-batch-size", type=int, default=32, help="most pairs in one request")
     s.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
                    help="onnxruntime: export to ONNX at start-up, faster on CPUs (bench/RESULTS.md)")
@@ -60,5 +61,4 @@ def predictor_settings(settings) -> dict:
         image=settings.gpu_image if gpu else settings.cpu_image, cpu=res.cpu, memory=res.memory,
         accelerator_type=settings.accelerator_type if gpu else "", accelerator_count=int(gpu),
         node_selector=dict(settings.node_selector) if gpu else {},
-        tolerations=[{"key": k, "operator": op, "effect": effect}
-                     for k, op, effect in settings.tolerations] if gpu else []).to_dict()
+        tolerations=settings.toleration_specs() if gpu else []).to_dict()

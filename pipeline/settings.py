@@ -77,6 +77,7 @@ class CompileSettings:
         ("trainjob-launcher", Resources("1", "2Gi")),
         ("evaluate", Resources("4", "16Gi")),
         ("register", Resources("500m", "1Gi")),
+        ("deploy", Resources("500m", "1Gi")),  # API calls on a cluster; the predictor has its own
     )
 
     def __post_init__(self):
@@ -104,6 +105,10 @@ class CompileSettings:
     def resources_for(self, step: str) -> Resources:
         return dict(self.resources)[step]
 
+    def toleration_specs(self) -> list[dict[str, str]]:
+        """The tolerations as Kubernetes Toleration objects (TrainJob nodes, the predictor)."""
+        return [{"key": k, "operator": op, "effect": effect} for k, op, effect in self.tolerations]
+
     def trainjob(self) -> dict:
         """The fine-tune step's TrainJob settings (components.trainjob.TrainJobSpec, as a dict)."""
         from components.trainjob import TrainJobSpec
@@ -113,7 +118,7 @@ class CompileSettings:
             image=self.gpu_image, runtime=self.trainer_runtime, always=self.num_nodes > 1,
             gpus_per_node=self.accelerator_count, accelerator_type=self.accelerator_type,
             cpu=node.cpu, memory=node.memory, node_selector=dict(self.node_selector),
-            tolerations=[{"key": k, "operator": op, "effect": effect} for k, op, effect in self.tolerations],
+            tolerations=self.toleration_specs(),
             pvc_name=self.pvc_name, mount_path=self.pvc_mount_path,
             secret_env={"HF_TOKEN": f"{self.hf_token_secret}/HF_TOKEN"},
             image_pull_secrets=list(self.image_pull_secrets),

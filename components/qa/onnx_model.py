@@ -1,9 +1,9 @@
 """An extractive QA model on ONNX Runtime, usable wherever a transformers QA model is.
 
     model = OrtQAModel.export(torch_model, "model.onnx")   # torch.onnx.export, then a session
-    predict_logits(model, features)                          # same logits, 2-6x faster on CPU
+    predict_logits(model, features)                          # same logits, 1.9-4.1x faster on CPU
 
-On a shared 2-core CPU it answered batch-1 questions several times faster than eager PyTorch
+On a shared 2-core CPU it answered batch-1 questions 1.9x to 4.1x faster than eager PyTorch
 with the same answers (bench/serve.py, bench/RESULTS.md). Optimum's exporter is not used: its
 releases need transformers < 4.58. The exported graph takes input_ids, attention_mask and
 token_type_ids with dynamic batch and length.

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from components.qa.errors import InvalidInputError
+from components.registry import LocalRegistry
 
 
 def record_serving(registry, model_name: str, version: str, *, environment: str, service: str,
@@ -36,17 +37,17 @@ def record_serving(registry, model_name: str, version: str, *, environment: str,
         raise InvalidInputError(f"unknown desired_state {desired_state!r}",
                                 fix="Use DEPLOYED or UNDEPLOYED.", field="desired_state")
     args = (model_name, version, environment, service, runtime, url, desired_state)
-    if hasattr(registry, "root"):  # the embedded registry
-        return _record_local(Path(registry.root), *args)
+    if isinstance(registry, LocalRegistry):
+        return _record_local(registry.root, *args)
     return _record_kubeflow(registry, *args)
 
 
 def registry_ids(registry, model_name: str, version: str) -> dict[str, str]:
     """The registered model's and version's ids (for the InferenceService labels); {} when the
     registry has none (the embedded one)."""
-    client = getattr(registry, "client", None)
-    if client is None:
+    if isinstance(registry, LocalRegistry):
         return {}
+    client = registry.client
     model = client.get_registered_model(model_name)
     found = client.get_model_version(model_name, version) if model else None
     if found is None:

@@ -1,10 +1,10 @@
 """The Model Registry stand-in (tests/cluster/registry_standin.py) plus the serving records
 the deploy step writes: ServingEnvironments and InferenceServices. It is not a cluster.
 
-Routes, under the one API version the base stand-in serves (/api/model_registry/v1 as the
-0.3.18 client's mr_openapi calls them; the server, kubeflow/hub
+Routes, under the stand-in's one API prefix (/api/model_registry/v1 by default, as the 0.3.18
+client's mr_openapi calls them; the server, kubeflow/hub
 internal/server/openapi/api_model_registry_service.go, commit bd07139, serves the same under
-v1alpha3). Bodies are parsed and answered through the client's own mr_openapi models:
+v1alpha3):
 
     POST serving_environments        GET serving_environment?name=      (find: 404 when none)
     POST inference_services          GET inference_service?name=&parentResourceId=
@@ -12,7 +12,8 @@ v1alpha3). Bodies are parsed and answered through the client's own mr_openapi mo
 
 As the server does (internal/core/inference_service.go UpsertInferenceService): creating an
 InferenceService needs an existing ServingEnvironment (404 otherwise) and a registered model;
-names are unique within their serving environment (409); PATCH merges the fields sent.
+names are unique within their serving environment (409); PATCH merges the fields sent. Bodies
+are parsed, and answers checked, with the client's mr_openapi models, as the base stand-in does.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class ServingRegistryStandin(ModelRegistryStandin):
 
         body = _request(ServingEnvironmentCreate, raw).to_dict()
         if any(e["name"] == body["name"] for e in self.environments.values()):
-            raise HttpError(409, f"serving environment {body['name']!r} already exists", 6)
+            raise HttpError(409, f"serving environment {body['name']!r} already exists")
         env = _response(ServingEnvironment, self._new(body))
         self.environments[env["id"]] = env
         return 201, env
@@ -60,7 +61,7 @@ class ServingRegistryStandin(ModelRegistryStandin):
         self._get(self.models, body.get("registeredModelId", ""), "registered model")
         if any(s["name"] == body.get("name") and s["servingEnvironmentId"] == body["servingEnvironmentId"]
                for s in self.services.values()):
-            raise HttpError(409, f"inference service {body.get('name')!r} already exists", 6)
+            raise HttpError(409, f"inference service {body.get('name')!r} already exists")
         service = _response(InferenceService,
                             self._new(body, desiredState=body.get("desiredState") or "DEPLOYED"))
         self.services[service["id"]] = service
@@ -75,8 +76,8 @@ class ServingRegistryStandin(ModelRegistryStandin):
         return 200, self._get(self.services, service_id, "inference service")
 
     def update_service(self, query, raw, headers, service_id):
-        from mr_openapi.models import InferenceServiceUpdate
+        from mr_openapi.models import InferenceService, InferenceServiceUpdate
 
         service = self._get(self.services, service_id, "inference service")
         service.update(_request(InferenceServiceUpdate, raw).to_dict())
-        return 200, service
+        return 200, _response(InferenceService, service)

@@ -16,6 +16,15 @@ from tests.cluster.test_manifests import NAMESPACE, get, objects, role_verbs, va
 
 pytest.importorskip("kserve")
 OVERLAY = "overlays/kserve"
+# KFP's minio:// as components.registry.serving_uri writes it, with KFP's default store
+KFP_S3 = "s3://mlpipeline/v2/{}?endpoint=http://minio-service.kubeflow:9000&defaultRegion=minio"
+
+
+@pytest.fixture(autouse=True)
+def kfp_default_store(monkeypatch):
+    """No S3 secret in the environment: serving_uri falls back to KFP's default store."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
 
 
 def test_serving_runtime_matches_the_kserve_schema_and_runs_our_server():
@@ -72,8 +81,7 @@ def test_inference_service_on_a_gpu_validates_and_carries_the_compile_settings()
     predictor = manifest["spec"]["predictor"]
     model = predictor["model"]
     assert model["runtime"] == kisvc.RUNTIME and model["modelFormat"] == {"name": "transformers"}
-    assert model["storageUri"] == ("s3://mlpipeline/v2/artifacts/run/model"
-                                   "?endpoint=http://minio-service.kubeflow:9000&defaultRegion=minio")
+    assert model["storageUri"] == KFP_S3.format("artifacts/run/model")
     assert model["image"] == settings.gpu_image
     evaluate = settings.resources_for("evaluate")
     assert model["resources"]["limits"] == {"cpu": evaluate.cpu, "memory": evaluate.memory,
@@ -100,8 +108,7 @@ def test_inference_service_on_a_cpu_uses_the_runtime_image():
 # (python/storage/kserve_storage/kserve_storage.py _download_s3, kserve aaac4e2) and the
 # endpoint comes from the predictor's S3 secret
 @pytest.mark.parametrize("uri, expected", [
-    ("minio://mlpipeline/v2/a/model",
-     "s3://mlpipeline/v2/a/model?endpoint=http://minio-service.kubeflow:9000&defaultRegion=minio"),
+    ("minio://mlpipeline/v2/a/model", KFP_S3.format("a/model")),
     ("s3://bucket/model", "s3://bucket/model"), ("gs://bucket/model", "gs://bucket/model")])
 def test_storage_uri_is_one_the_storage_initializer_reads(uri, expected):
     assert kisvc.storage_uri(uri) == expected
