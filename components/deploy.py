@@ -39,7 +39,7 @@ def deploy_model(
     import yaml
 
     from components.qa.answers import SQUAD_V2
-    from components.registry import open_registry, registered_version
+    from components.registry import below_gate, open_registry, registered_version
     from components.serving import isvc as kisvc
     from components.serving.records import record_serving, registry_ids
     from components.serving.server import SMOKE_QUESTION, LocalServer, smoke_query
@@ -47,8 +47,7 @@ def deploy_model(
     f1 = float(metrics.metadata.get("f1", 0.0))
     version = registered_version(model_version, pipeline_run_id)
     name = kisvc.service_name(model_name)
-    skip = ("deploy=false" if not deploy
-            else f"F1 {f1:.2f} is below min_f1 {min_f1:.2f}" if f1 < min_f1 else None)
+    skip = "deploy=false" if not deploy else below_gate(metrics.metadata, min_f1)
     if skip:
         message = f"# Deployment\n\nNot deployed: {skip}.\n"
         with open(inference_service.path, "w", encoding="utf-8") as f:

@@ -16,12 +16,13 @@ def register_model(
 ):
     """registry_uri names where the record lands (never a placeholder only kfp.local resolves);
     the model's URI is recorded in a form a deployment can load (components.registry.serving_uri)."""
-    from components.registry import open_registry, registered_version, serving_uri
+    from components.registry import below_gate, open_registry, registered_version, serving_uri
 
     f1 = float(metrics.metadata.get("f1", 0.0))
     version = registered_version(model_version, pipeline_run_id)
-    if f1 < min_f1:
-        message = f"Not registered: F1 {f1:.2f} is below min_f1 {min_f1:.2f}."
+    refused = below_gate(metrics.metadata, min_f1)
+    if refused:
+        message = f"Not registered: {refused}."
     else:
         registry = open_registry(registry_uri, author="kfp-squad-qa")
         uri = serving_uri(model.uri)

@@ -193,6 +193,13 @@ def registered_version(model_version: str, run_id: str) -> str:
     return model_version or run_id
 
 
+def below_gate(metrics: dict[str, Any], min_f1: float) -> str | None:
+    """Why a run's model is neither registered nor deployed (its F1 is below min_f1), or None.
+    register and deploy apply the same gate, so a deployed version is always a registered one."""
+    f1 = float(metrics.get("f1", 0.0))
+    return f"F1 {f1:.2f} is below min_f1 {min_f1:.2f}" if f1 < min_f1 else None
+
+
 def open_registry(uri: str, author: str) -> Registry:
     """The registry a URI names: Model Registry for http(s)://, the embedded one for a path."""
     if uri.startswith(("http://", "https://")):
