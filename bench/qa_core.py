@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 
-from components.featurize import map_features  # noqa: E402
+from components.io.featurize import map_features  # noqa: E402
 from components.qa.postprocess import (_collector_paused, postprocess_predictions,  # noqa: E402
                                       read_column)
 from components.qa.squad_io import load_split  # noqa: E402

@@ -7,7 +7,7 @@ Runs after register, only with deploy=True and F1 >= min_f1 (the register gate),
   the pipeline's namespace through the KServe SDK, with the registered version's storage URI,
   our runtime and image and the compile settings' resources; waits until it is ready, sends a
   smoke question to its cluster-local address, and records the endpoint with the version in
-  the Model Registry (components/serving/records.py).
+  the Model Registry (components/registry/serving_records.py).
 - Under kfp.local: renders the same InferenceService (the artifact), starts the real model
   server (`python -m pipeline serve`) on a free loopback port, sends the smoke question, stops
   it, and records the (now undeployed) endpoint in the registry.
@@ -39,9 +39,9 @@ def deploy_model(
     import yaml
 
     from components.qa.answers import SQUAD_V2
-    from components.registry import below_gate, open_registry, registered_version
+    from components.registry.client import below_gate, open_registry, registered_version
     from components.serving import isvc as kisvc
-    from components.serving.records import record_serving, registry_ids
+    from components.registry.serving_records import record_serving, registry_ids
     from components.serving.server import SMOKE_QUESTION, LocalServer, smoke_query
 
     f1 = float(metrics.metadata.get("f1", 0.0))

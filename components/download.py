@@ -22,8 +22,8 @@ def download(
 ):
     from components.qa import squad_io
     from components.qa.answers import SQUAD_V2, check_trainable, count_unanswerable, squad_version
-    from components.model_source import snapshot_model
-    from components.artifacts import published
+    from components.io.model_source import snapshot_model
+    from components.io.artifacts import published
 
     counts = []  # (split, artifact, rows, unanswerable)
     for split, limit, artifact in ((train_split, max_train_samples, train_data),

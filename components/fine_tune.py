@@ -1,10 +1,10 @@
 """fine-tune: Hugging Face Trainer on the train features; save_pretrained model, metrics, TensorBoard.
 
 One node: trains here (torchrun over the pod's GPUs when it has several); a step given a GPU
-that torch cannot see fails before training (components/accelerator.py). More nodes (or a
+that torch cannot see fails before training (components/launch/accelerator.py). More nodes (or a
 step compiled as a launcher, `trainjob["always"]`): submits a Kubeflow Trainer TrainJob that
 runs the same entry point on every node, follows it and publishes rank 0's model
-(components/trainjob.py, docs/multinode.md).
+(components/launch/trainjob.py, docs/multinode.md).
 """
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
@@ -35,11 +35,11 @@ def fine_tune(
 
     import torch
 
-    from components.artifacts import published, write_metrics
+    from components.io.artifacts import published, write_metrics
     from components.qa.errors import InvalidInputError
     from components.qa.training import TrainConfig
-    from components.train_entry import launch
-    from components.trainjob import TrainJobSpec, run_trainjob
+    from components.launch.entry import launch
+    from components.launch.trainjob import TrainJobSpec, run_trainjob
 
     if not checkpoint_dir:  # no durable folder: checkpoints could never be resumed from, and
         save_steps, save_minutes = 0, 0.0  # would be published inside the model artifact

@@ -10,7 +10,7 @@ def preprocess_train(
     doc_stride: int,
     train_features: Output[Dataset],
 ):
-    from components.featurize import featurize
+    from components.io.featurize import featurize
 
     train_features.metadata.update(featurize(train_data.path, base_model.path, train_features.path,
                                              "train", max_length, doc_stride,
@@ -25,7 +25,7 @@ def preprocess_validation(
     doc_stride: int,
     validation_features: Output[Dataset],
 ):
-    from components.featurize import featurize
+    from components.io.featurize import featurize
 
     validation_features.metadata.update(featurize(validation_data.path, base_model.path,
                                                   validation_features.path, "validation",

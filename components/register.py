@@ -15,8 +15,8 @@ def register_model(
     registration: Output[Markdown],
 ):
     """registry_uri names where the record lands (never a placeholder only kfp.local resolves);
-    the model's URI is recorded in a form a deployment can load (components.registry.serving_uri)."""
-    from components.registry import below_gate, open_registry, registered_version, serving_uri
+    the model's URI is recorded in a form a deployment can load (components.registry.client.serving_uri)."""
+    from components.registry.client import below_gate, open_registry, registered_version, serving_uri
 
     f1 = float(metrics.metadata.get("f1", 0.0))
     version = registered_version(model_version, pipeline_run_id)

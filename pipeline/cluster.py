@@ -126,7 +126,7 @@ def check_registry(params: dict[str, Any]) -> None:
     The register step writes where registry_uri points; anything but the Model Registry
     service would be the step's scratch disk on a cluster (docs/cluster.md, "Registration").
     """
-    from components.registry import IN_CLUSTER_URI
+    from components.registry.client import IN_CLUSTER_URI
 
     uri = str(params.get("registry_uri") or "")
     if not uri.startswith(("http://", "https://")):
@@ -466,7 +466,7 @@ def registry_metrics(run: dict[str, Any], registry_uri: str | None = None,
     step writes them with the run ID into the model registry (docs/cluster.md). `opened`
     keeps registry clients by URI across calls (compare passes one for all its runs).
     """
-    from components.registry import open_registry, registered_version
+    from components.registry.client import open_registry, registered_version
 
     params = run["parameters"]
     uri = registry_uri if registry_uri is not None else str(params.get("registry_uri") or "")

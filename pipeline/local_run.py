@@ -17,7 +17,7 @@ from typing import Any
 
 from kfp import local
 
-from components.artifacts import remove_stale_partials
+from components.io.artifacts import remove_stale_partials
 from pipeline.console import RunConsole, StepFailed, StepInputError
 from pipeline.qa_pipeline import PIPELINE_NAME, build_pipeline
 from pipeline.settings import CompileSettings
@@ -74,7 +74,7 @@ def _unstaged(record: dict[str, Any], staged: dict[str, Any], params: dict[str, 
 
 def _run(params: dict[str, Any], root: Path, runner: str, image: str | None, cache: bool) -> dict[str, Any]:
     # no accelerator here: a task compiled with one would refuse to train on the CPU
-    # (components/accelerator.py)
+    # (components/launch/accelerator.py)
     if runner == "docker":
         if not image:
             raise ValueError("the docker runner needs --image (the CPU image `make images` built)")

@@ -138,7 +138,7 @@ def validate_model_limits(p: dict[str, Any]) -> None:
 
     A Hub model is checked by the preprocess steps instead, still before any GPU time.
     """
-    from components.model_source import resolve_local
+    from components.io.model_source import resolve_local
 
     local = resolve_local(p["model"])
     if local is None or not (local / "config.json").exists():

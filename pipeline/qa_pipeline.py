@@ -30,7 +30,7 @@ from kfp.dsl import Markdown, Metrics, Model
 from components.deploy import deploy_model
 from components.download import download
 from components.evaluate import evaluate
-from components.accelerator import ACCELERATOR_ENV
+from components.launch.accelerator import ACCELERATOR_ENV
 from components.fine_tune import fine_tune
 from components.preprocess import preprocess_train, preprocess_validation
 from components.register import register_model
@@ -61,7 +61,7 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
                 kubernetes.add_node_selector(task, label_key=key, label_value=value)
             for key, operator, effect in settings.tolerations:
                 kubernetes.add_toleration(task, key=key, operator=operator, effect=effect)
-            # the step fails fast if torch then sees no accelerator (components/accelerator.py)
+            # the step fails fast if torch then sees no accelerator (components/launch/accelerator.py)
             task.set_env_variable(ACCELERATOR_ENV, settings.accelerator_type)
         if settings.pvc_name and step in PVC_STEPS:
             kubernetes.mount_pvc(task, pvc_name=settings.pvc_name, mount_path=settings.pvc_mount_path)
@@ -71,7 +71,7 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
         return task
 
     def registry_env(task):
-        """The Model Registry token, and the S3 endpoint that components.registry.serving_uri
+        """The Model Registry token, and the S3 endpoint that components.registry.client.serving_uri
         writes into a minio:// model's s3:// URI (register records it; deploy converts a
         record made before that the same way)."""
         kubernetes.use_secret_as_env(task, secret_name=settings.registry_token_secret,

@@ -110,8 +110,8 @@ class CompileSettings:
         return [{"key": k, "operator": op, "effect": effect} for k, op, effect in self.tolerations]
 
     def trainjob(self) -> dict:
-        """The fine-tune step's TrainJob settings (components.trainjob.TrainJobSpec, as a dict)."""
-        from components.trainjob import TrainJobSpec
+        """The fine-tune step's TrainJob settings (components.launch.trainjob.TrainJobSpec, as a dict)."""
+        from components.launch.trainjob import TrainJobSpec
 
         node = self.resources_for("fine-tune")
         return TrainJobSpec(

@@ -28,7 +28,7 @@ Features keep their true length (the collator pads each batch); pass
 `datasets.map` writes as it is instead of inferring (and, for the nested
 `offset_mapping`, walking) every value; `validation_features_table` builds that
 table for validation features without the per-token lists at all.
-`components.featurize.map_features` uses both, with the column types `datasets`
+`components.io.featurize.map_features` uses both, with the column types `datasets`
 would infer.
 """
 

@@ -29,7 +29,7 @@ import datasets
 import fsspec
 
 from components.qa.errors import InvalidInputError
-from components.retry import with_retries
+from components.qa.retry import with_retries
 
 T = TypeVar("T")
 

@@ -1,5 +1,6 @@
 """Serving the fine-tuned model on KServe: the `kserve.Model` adapter, the model server
-command, the InferenceService we render and the Model Registry serving records.
+command and the InferenceService we render (the Model Registry serving records are in
+`components.registry.serving_records`).
 
 The question answering itself is `components.qa.serving` (no KServe import there).
 """

@@ -88,9 +88,9 @@ def storage_uri(uri: str) -> str:
     """The registered model's URI as the storage initializer reads it.
 
     register already records KFP's `minio://bucket/key` as s3:// with its endpoint
-    (`components.registry.serving_uri`); a record made before that is converted the same way.
+    (`components.registry.client.serving_uri`); a record made before that is converted the same way.
     """
-    from components.registry import serving_uri
+    from components.registry.client import serving_uri
 
     uri = serving_uri(uri)
     if not uri.startswith(STORAGE_SCHEMES):

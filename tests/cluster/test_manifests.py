@@ -2,7 +2,7 @@
 
 Built-in kinds are validated against the pinned Kubernetes schema (strict: unknown
 fields fail); Kubeflow Trainer's kinds against Trainer's own schema, unknown fields
-refused too (components/trainer_schema.py); PodDefault has no schema here, so its
+refused too (components/launch/trainer_schema.py); PodDefault has no schema here, so its
 fields are checked by hand and its pod-shaped parts are validated inside a Pod.
 
     python -m pytest tests/cluster/test_manifests.py -q
@@ -106,7 +106,7 @@ def test_builtin_kinds_validate_against_pinned_kubernetes(directory):
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS)
 def test_trainer_kinds_validate_against_trainers_crd_schema(directory):
-    from components import trainer_schema
+    from components.launch import trainer_schema
 
     for obj in render(directory):
         if obj["apiVersion"].startswith("trainer.kubeflow.org/"):

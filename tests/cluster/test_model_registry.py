@@ -1,4 +1,4 @@
-"""components.registry.KubeflowModelRegistry (model-registry 0.3.18 client) against the stand-in.
+"""components.registry.client.KubeflowModelRegistry (model-registry 0.3.18 client) against the stand-in.
 
 The stand-in (tests/cluster/registry_standin.py) answers the Model Registry REST API on
 loopback, one server version's paths at a time; it is not a cluster. SUPPORTED lists the
@@ -17,7 +17,7 @@ import pytest
 
 from components.register import register_model
 from components.qa.errors import InvalidInputError
-from components.registry import TOKEN_ENV, KubeflowModelRegistry, open_registry, serving_uri
+from components.registry.client import TOKEN_ENV, KubeflowModelRegistry, open_registry, serving_uri
 from tests.cluster.registry_standin import ModelRegistryStandin
 
 SUPPORTED = ["v1"]  # model-registry 0.3.18 speaks /api/model_registry/v1 only

@@ -99,7 +99,7 @@ def test_s3_source_through_fsspec(s3):
 
 
 def test_network_errors_are_retried_with_backoff_and_bad_input_is_not():
-    from components.retry import with_retries
+    from components.qa.retry import with_retries
 
     calls, waits = [], []
 

@@ -1,6 +1,6 @@
 """Several GPUs in one pod: the same entry point under torchrun, here 2 CPU ranks over gloo.
 
-`components.train_entry.launch(N, ...)` is what the fine-tune step runs when its node has
+`components.launch.entry.launch(N, ...)` is what the fine-tune step runs when its node has
 N > 1 GPUs. Two ranks x batch 4 must train like one process x batch 8 (same global batch and
 seed); the fixture (shared with the TrainJob tests) removes dropout and padding, the only two
 by-design differences, so what is left is all-reduce arithmetic.
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from components.qa.training import TrainConfig
-from components.train_entry import METRICS_FILE, launch
+from components.launch.entry import METRICS_FILE, launch
 from tests.multinode.test_trainjob import F1_TOLERANCE, LOSS_TOLERANCE, TINY, f1, tiny, train_set_loss  # noqa: F401
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The strict Trainer schema check (components/trainer_schema.py) refuses what Trainer's CRDs refuse.
+"""The strict Trainer schema check (components/launch/trainer_schema.py) refuses what Trainer's CRDs refuse.
 
 The CRD comparison reads kubeflow/trainer's own CRDs from a git mirror
 (TRAINER_REPO, default /work/.mirror/kubeflow+trainer/repo; manifests/base/crds at the tag);
@@ -17,7 +17,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from components.trainer_schema import API_VERSION, SchemaError, _kinds, _one_of, known_fields, problems, validate
+from components.launch.trainer_schema import API_VERSION, SchemaError, _kinds, _one_of, known_fields, problems, validate
 
 TRAINER_REPO = Path(os.environ.get("TRAINER_REPO", "/work/.mirror/kubeflow+trainer/repo"))
 PLURALS = {"TrainJob": "trainjobs", "TrainingRuntime": "trainingruntimes",

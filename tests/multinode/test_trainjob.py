@@ -31,9 +31,9 @@ from components.download import download
 from components.fine_tune import fine_tune
 from components.preprocess import preprocess_train, preprocess_validation
 from components.qa.training import TrainConfig
-from components.train_entry import entry_args
-from components import trainer_schema
-from components.trainjob import (
+from components.launch.entry import entry_args
+from components.launch import trainer_schema
+from components.launch.trainjob import (
     RUN_LABEL,
     TrainerTooOld,
     TrainJobFailed,
@@ -242,7 +242,7 @@ def test_the_trainjob_carries_what_the_pipeline_asks_for(tmp_path, monkeypatch):
     task = spec["root"]["dag"]["tasks"]["fine-tune"]["inputs"]["parameters"]
     nodes = spec["root"]["inputDefinitions"]["parameters"]["num_nodes"]["defaultValue"]
     assert task["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
-    monkeypatch.setattr("components.trainjob._own_namespace", lambda: "kubeflow-user-example-com")
+    monkeypatch.setattr("components.launch.trainjob._own_namespace", lambda: "kubeflow-user-example-com")
     for name, value in POD.items():
         monkeypatch.setenv(name, value)
     spec = TrainJobSpec.from_dict({**task["trainjob"]["runtimeValue"]["constant"], "run_id": "run-42"})
@@ -265,7 +265,7 @@ def test_the_trainjob_carries_what_the_pipeline_asks_for(tmp_path, monkeypatch):
     per_node = {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "8"}
     assert trainer["resourcesPerNode"] == {"requests": per_node, "limits": per_node}
     script = trainer["command"][-1]
-    assert "torchrun" in script and "from components.train_entry import main" in script
+    assert "torchrun" in script and "from components.launch.entry import main" in script
     assert f"'--features', '{SHARED}/features'" in script
     env = {e["name"]: e for e in trainer["env"]}
     assert env["HF_TOKEN"] == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from components.artifacts import published, remove_stale_partials
+from components.io.artifacts import published, remove_stale_partials
 
 REPO = Path(__file__).resolve().parents[2]
 
 WRITER = """
 import sys, time
-from components.artifacts import published
+from components.io.artifacts import published
 with published(sys.argv[1]) as scratch:
     open(scratch + "/part-0", "w").write("half an artifact")
     print("writing", flush=True)

@@ -1,4 +1,4 @@
-"""A fine-tune step that was given a GPU never trains on the CPU in silence (components/accelerator.py).
+"""A fine-tune step that was given a GPU never trains on the CPU in silence (components/launch/accelerator.py).
 
 This machine has no GPU and a CPU build of torch, which is what such a step sees when the
 node's driver cannot load the image's CUDA build: the step must fail before any training,
@@ -15,7 +15,7 @@ import torch
 import yaml
 from kfp import compiler, dsl
 
-from components.accelerator import ACCELERATOR_ENV, AcceleratorMissing, require_accelerator
+from components.launch.accelerator import ACCELERATOR_ENV, AcceleratorMissing, require_accelerator
 from components.fine_tune import fine_tune
 
 
@@ -52,7 +52,7 @@ def test_a_cuda_13_build_on_an_old_driver_names_the_driver_it_needs(monkeypatch)
 
     monkeypatch.setattr(torch.version, "cuda", "13.0")
     monkeypatch.setattr(torch.cuda, "is_available", too_old)
-    monkeypatch.setattr("components.accelerator.driver_version", lambda: "535.104.05")
+    monkeypatch.setattr("components.launch.accelerator.driver_version", lambda: "535.104.05")
     monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "GPU-1234")
     with pytest.raises(AcceleratorMissing) as err:
         require_accelerator("nvidia.com/gpu")

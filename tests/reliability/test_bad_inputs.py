@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 from kfp import dsl
 
-from components import retry
+from components.qa import retry
 from components.download import download
-from components.featurize import featurize
-from components.model_source import snapshot_model
+from components.io.featurize import featurize
+from components.io.model_source import snapshot_model
 from components.qa import squad_io
 from components.qa.errors import InvalidInputError
 from components.qa.squad_io import MAX_CONTEXT_CHARS, fingerprint, load_checked, load_split
@@ -476,7 +476,7 @@ def test_huge_context_is_handled_by_windows(tmp_path, tokenizer):
 def test_preprocessing_tokenizes_a_batch_in_slices_of_bounded_characters(tokenizer, monkeypatch, split):
     """Memory of preprocessing is bounded by BATCH_CONTEXT_CHARS per tokenizer call, not by the
     map batch (bench/preprocess_memory.py measures it); the features are the same."""
-    from components import featurize as fz
+    from components.io import featurize as fz
     from components.qa import features as qf
     from tests.conftest import columns
 

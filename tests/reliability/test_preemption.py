@@ -12,8 +12,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from components.featurize import featurize
-from components.model_source import snapshot_model
+from components.io.featurize import featurize
+from components.io.model_source import snapshot_model
 from components.qa.inference import evaluate_qa_model
 from components.qa.preemption import latest_complete_checkpoint
 from components.qa.squad_io import load_split
@@ -40,7 +40,7 @@ def inputs(tmp_path_factory):
 
 def start(inputs, name):
     out = inputs / name
-    argv = [sys.executable, "-m", "components.train_entry", "--features", str(inputs / "train_features"),
+    argv = [sys.executable, "-m", "components.launch.entry", "--features", str(inputs / "train_features"),
             "--base-model", str(inputs / "base"), "--output", str(out / "model"),
             "--checkpoint-dir", str(out / "checkpoints"), "--config", json.dumps(dataclasses.asdict(CONFIG))]
     return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -171,7 +171,7 @@ def test_a_sentencepiece_model_predicts_no_edge_spaces(tokenizer_family_dirs):
     XLM-R-style model: its answers start on "▁word" tokens, whose offsets hold the space."""
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from components.featurize import map_features
+    from components.io.featurize import map_features
     from components.qa.inference import evaluate_qa_model
 
     path = tokenizer_family_dirs["xlmr"]
@@ -288,7 +288,7 @@ def run_evaluate(tmp_path: Path, data, model_dir: str, threshold: float):
     from kfp import dsl
 
     from components.evaluate import evaluate
-    from components.featurize import featurize
+    from components.io.featurize import featurize
 
     features = tmp_path / f"features-{threshold}"
     featurize(data.path, model_dir, str(features), "validation", 256, 64)

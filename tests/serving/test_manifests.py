@@ -16,7 +16,7 @@ from tests.cluster.test_manifests import NAMESPACE, get, objects, role_verbs, va
 
 pytest.importorskip("kserve")
 OVERLAY = "overlays/kserve"
-# KFP's minio:// as components.registry.serving_uri writes it, with KFP's default store
+# KFP's minio:// as components.registry.client.serving_uri writes it, with KFP's default store
 KFP_S3 = "s3://mlpipeline/v2/{}?endpoint=http://minio-service.kubeflow:9000&defaultRegion=minio"
 
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from components.qa.errors import InvalidInputError
-from components.registry import TOKEN_ENV, LocalRegistry, open_registry
-from components.serving.records import record_serving, registry_ids
+from components.registry.client import TOKEN_ENV, LocalRegistry, open_registry
+from components.registry.serving_records import record_serving, registry_ids
 from tests.serving.registry_serving_standin import ServingRegistryStandin
 
 TOKEN = "mr-serving-4b1f"

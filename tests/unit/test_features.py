@@ -202,7 +202,7 @@ def test_map_features_writes_what_datasets_would_infer(dev_v1_rows, tokenizer, s
     datasets infer the plain builder's lists (None offsets included)."""
     import datasets
 
-    from components.featurize import map_features
+    from components.io.featurize import map_features
 
     builder = {"train": prepare_train_features, "validation": prepare_validation_features}[split]
     examples = datasets.Dataset.from_list(dev_v1_rows[:300])

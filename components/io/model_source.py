@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from components.qa.errors import InvalidInputError
-from components.retry import with_retries
+from components.qa.retry import with_retries
 
 MODEL_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "merges.txt", "vocab.*")
 

@@ -8,7 +8,7 @@ import datasets
 import pyarrow as pa
 from transformers import AutoTokenizer
 
-from components.artifacts import published
+from components.io.artifacts import published
 from components.qa.errors import InvalidInputError
 from components.qa.features import (REQUIRED_COLUMNS, as_arrow, prepare_train_features,
                                     validation_features_table)

@@ -11,7 +11,7 @@ whether or not that controller is installed.
     record_serving(registry, "squad-qa", "v3", environment="kubeflow-user",
                    service="squad-qa/2f1c...", runtime="kfp-squad-qa", url="http://...")
 
-The embedded registry (components.registry.LocalRegistry) gets one JSON file per
+The embedded registry (components.registry.client.LocalRegistry) gets one JSON file per
 InferenceService under <root>/<model>/serving/.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from components.qa.errors import InvalidInputError
-from components.registry import LocalRegistry
+from components.registry.client import LocalRegistry
 
 
 def record_serving(registry, model_name: str, version: str, *, environment: str, service: str,

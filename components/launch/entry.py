@@ -1,7 +1,7 @@
 """One training entry point for every topology: alone, torchrun in one pod, every node of a TrainJob.
 
-    python -m components.train_entry --features DIR --base-model DIR --output DIR --config JSON
-    torchrun --nproc-per-node 4 -m components.train_entry ...     # several GPUs in one pod
+    python -m components.launch.entry --features DIR --base-model DIR --output DIR --config JSON
+    torchrun --nproc-per-node 4 -m components.launch.entry ...     # several GPUs in one pod
 
 The Trainer reads RANK / WORLD_SIZE / LOCAL_RANK from the environment that
 torchrun (or a Kubeflow TrainJob node) sets; only rank 0 writes the model, the
@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from components.accelerator import require_accelerator
+from components.launch.accelerator import require_accelerator
 from components.qa.preemption import checkpoint_key
 from components.qa.training import TrainConfig, train_qa_model
 
@@ -54,7 +54,7 @@ def train(features: str, base_model: str, output: str, config: TrainConfig,
     return result
 
 
-MODULE = "components.train_entry"
+MODULE = "components.launch.entry"
 
 
 def entry_args(features: str, base_model: str, output: str, config: TrainConfig,
@@ -85,7 +85,7 @@ def launch(processes: int, features: str, base_model: str, output: str, config: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.train_entry", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m components.launch.entry", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--features", required=True, help="train features (datasets save_to_disk)")
     parser.add_argument("--base-model", required=True, help="save_pretrained directory or Hub id")

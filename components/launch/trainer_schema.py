@@ -1,7 +1,7 @@
 """Validate Kubeflow Trainer objects (TrainJob, TrainingRuntime, ClusterTrainingRuntime) as the
 API server would: every field known to the CRD schema, of the right type; unknown fields refused.
 
-    from components.trainer_schema import validate
+    from components.launch.trainer_schema import validate
     validate(trainjob_dict, where="the fine-tune TrainJob")     # SchemaError lists every problem
 
 The schema is `kubeflow_trainer_api`'s models (generated from Trainer's OpenAPI; the installed

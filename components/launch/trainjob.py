@@ -1,11 +1,11 @@
 """Multi-node fine-tuning: submit a Kubeflow Trainer TrainJob and follow it from a pipeline step.
 
-    from components.trainjob import TrainJobSpec, run_trainjob
+    from components.launch.trainjob import TrainJobSpec, run_trainjob
     spec = TrainJobSpec(image="reg.example/qa-cuda:1.2.3", gpus_per_node=8, pvc_name="qa-hf-cache")
     metrics = run_trainjob(spec, num_nodes=4, features="/tmp/in/features", base_model="/tmp/in/model",
                            output="/tmp/out/model", config=TrainConfig(per_device_train_batch_size=32))
 
-Every node runs the one training entry point, `components.train_entry`, under torchrun:
+Every node runs the one training entry point, `components.launch.entry`, under torchrun:
 the runtime's torch plugin (or the container backend) sets the rendezvous, torchrun sets
 RANK / WORLD_SIZE / LOCAL_RANK, the Trainer runs DDP and rank 0 saves the model. The step
 that calls `run_trainjob` is only the launcher:
@@ -20,7 +20,7 @@ that calls `run_trainjob` is only the launcher:
 What outlives a killed launcher: the TrainJob is owned by the launcher's pod (an
 ownerReference, so Kubernetes deletes it with the pod, i.e. with the run), labelled with the
 run, and stopped by Trainer at its activeDeadlineSeconds (`timeout_s`). Every TrainJob is
-checked against Trainer's CRD schema before it is sent (components/trainer_schema.py) and
+checked against Trainer's CRD schema before it is sent (components/launch/trainer_schema.py) and
 created with fieldValidation=Strict, so a Trainer older than v2.2 (no spec.runtimePatches)
 refuses it instead of dropping the PVC mount.
 
@@ -48,11 +48,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from components import trainer_schema
-from components.accelerator import ACCELERATOR_ENV
+from components.launch import trainer_schema
+from components.launch.accelerator import ACCELERATOR_ENV
 from components.qa.errors import InvalidInputError
 from components.qa.training import TrainConfig
-from components.train_entry import METRICS_FILE, entry_args
+from components.launch.entry import METRICS_FILE, entry_args
 
 BACKENDS = ("kubernetes", "container")
 VOLUME = "qa-cache"  # the volume name of manifests/overlays/trainer's runtime: patches merge into it
@@ -135,7 +135,7 @@ class TrainJobFailed(RuntimeError):
 
 
 def node_main(argv: list[str]) -> None:
-    """What every node runs under torchrun: components.train_entry with argv.
+    """What every node runs under torchrun: components.launch.entry with argv.
 
     The SDK ships this function's source, not this module, so it imports what it uses; and
     the Kubernetes backend pastes that source into an unquoted bash heredoc, so it holds no
@@ -154,7 +154,7 @@ def node_main(argv: list[str]) -> None:
         print(f"qa-trainjob node {node}: failing on purpose (QA_TEST_FAIL_NODE)", file=sys.stderr,
               flush=True)
         sys.exit(3)
-    from components.train_entry import main
+    from components.launch.entry import main
 
     main(argv)
 
@@ -279,7 +279,7 @@ def secret_env_vars(spec: TrainJobSpec) -> list:
 
 def node_env(spec: TrainJobSpec) -> dict[str, str]:
     env = dict(spec.env)
-    if spec.gpus_per_node:  # a node whose torch sees none of them fails (components/accelerator.py)
+    if spec.gpus_per_node:  # a node whose torch sees none of them fails (components/launch/accelerator.py)
         env[ACCELERATOR_ENV] = spec.accelerator_type
     if spec.backend == "kubernetes" and spec.pvc_name:
         env.setdefault("HF_HOME", f"{spec.mount_path}/hf-cache")  # as the pipeline's steps
@@ -454,7 +454,7 @@ def _check_checkpoint_dir(spec: TrainJobSpec, checkpoint_dir: str | None) -> Non
 def run_trainjob(spec: TrainJobSpec, num_nodes: int, features: str, base_model: str, output: str,
                  config: TrainConfig, logging_dir: str | None = None,
                  checkpoint_dir: str | None = None, log: Callable[[str], None] | None = None) -> dict:
-    """Train on `num_nodes` nodes of a TrainJob; like `train_entry.launch`, rank 0's model ends up
+    """Train on `num_nodes` nodes of a TrainJob; like `entry.launch`, rank 0's model ends up
     in `output` (TensorBoard events in `logging_dir`) and its training metrics are returned."""
     log = log or (lambda line: print(line, flush=True))
     if num_nodes < 1:
