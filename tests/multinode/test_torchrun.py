@@ -7,7 +7,6 @@ by-design differences, so what is left is all-reduce arithmetic.
 """
 
 import json
-from pathlib import Path
 
 import pytest
 
