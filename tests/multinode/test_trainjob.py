@@ -29,10 +29,8 @@ from kfp import dsl
 
 from components.download import download
 from components.fine_tune import fine_tune
-from components.preprocess import preprocess_train, preprocess_validation
-from components.qa.training import TrainConfig
-from components.launch.entry import entry_args
 from components.launch import trainer_schema
+from components.launch.entry import entry_args
 from components.launch.trainer_client import (
     RUN_LABEL,
     TrainerTooOld,
@@ -42,6 +40,8 @@ from components.launch.trainer_client import (
     submit,
 )
 from components.launch.trainjob_spec import TrainJobFailed, TrainJobSpec
+from components.preprocess import preprocess_train, preprocess_validation
+from components.qa.training import TrainConfig
 from pipeline.parameters import profile_parameters
 from tests.conftest import REPO
 
