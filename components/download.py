@@ -1,6 +1,5 @@
 """download: fetch the dataset splits and the base model once, so no later step touches the network."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Model, Output
 
 

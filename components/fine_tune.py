@@ -1,10 +1,11 @@
 """fine-tune: Hugging Face Trainer on the train features; save_pretrained model, metrics, TensorBoard.
 
-One node: trains here (torchrun over the pod's GPUs when it has several); a step given a GPU
-that torch cannot see fails before training (components/launch/accelerator.py). More nodes (or a
-step compiled as a launcher, `trainjob["always"]`): submits a Kubeflow Trainer TrainJob that
-runs the same entry point on every node, follows it and publishes rank 0's model
-(components/launch/trainjob.py, docs/multinode.md).
+Where it trains is decided in components/launch/topology.py. One node: trains here (torchrun
+over the pod's GPUs when it has several); a step given a GPU that torch cannot see fails before
+training (components/launch/accelerator.py). More nodes (or a step compiled as a launcher,
+`trainjob["always"]`): submits a Kubeflow Trainer TrainJob that runs the same entry point on
+every node, follows it and publishes rank 0's model (components/launch/trainjob.py,
+docs/multinode.md).
 """
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
@@ -33,13 +34,9 @@ def fine_tune(
 ):
     import dataclasses
 
-    import torch
-
     from components.io.artifacts import published, write_metrics
-    from components.qa.errors import InvalidInputError
+    from components.launch.topology import train
     from components.qa.training import TrainConfig
-    from components.launch.entry import launch
-    from components.launch.trainjob import TrainJobSpec, run_trainjob
 
     if not checkpoint_dir:  # no durable folder: checkpoints could never be resumed from, and
         save_steps, save_minutes = 0, 0.0  # would be published inside the model artifact
@@ -47,18 +44,9 @@ def fine_tune(
                          max_steps=max_steps, per_device_train_batch_size=batch_size,
                          weight_decay=weight_decay, warmup_fraction=warmup_fraction, seed=seed,
                          precision=precision, save_steps=save_steps, save_minutes=save_minutes)
-    job = TrainJobSpec.from_dict({**trainjob, "run_id": run_id}) if trainjob else None
     with published(model.path) as model_dir, published(tensorboard.path) as logs:
-        if job and (num_nodes > 1 or job.always):
-            result = run_trainjob(job, num_nodes, train_features.path, base_model.path, model_dir,
-                                  config, logging_dir=logs, checkpoint_dir=checkpoint_dir or None)
-        elif num_nodes > 1:
-            raise InvalidInputError(f"num_nodes={num_nodes} and no TrainJob settings", field="trainjob",
-                                    fix="Pass trainjob (the pipeline compiler does).")
-        else:
-            gpus = torch.cuda.device_count()  # > 1: data-parallel ranks under torchrun, same metrics
-            result = launch(max(gpus, 1), train_features.path, base_model.path, model_dir, config,
-                            logging_dir=logs, checkpoint_dir=checkpoint_dir or None)
+        result = train(num_nodes, trainjob, train_features.path, base_model.path, model_dir, config,
+                       logging_dir=logs, checkpoint_dir=checkpoint_dir or None, run_id=run_id)
     write_metrics(metrics, result)
     model.metadata.update({"framework": "transformers", "base_model": base_model.metadata.get("model"),
                            "base_revision": base_model.metadata.get("revision"),

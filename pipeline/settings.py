@@ -111,7 +111,7 @@ class CompileSettings:
 
     def trainjob(self) -> dict:
         """The fine-tune step's TrainJob settings (components.launch.trainjob.TrainJobSpec, as a dict)."""
-        from components.launch.trainjob import TrainJobSpec
+        from components.launch.trainjob_spec import TrainJobSpec
 
         node = self.resources_for("fine-tune")
         return TrainJobSpec(

@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import posixpath
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import datasets
 import fsspec
@@ -418,10 +418,3 @@ def fingerprint(dataset: datasets.Dataset) -> str:
         digest.update(json.dumps(batch, sort_keys=True, ensure_ascii=False).encode("utf-8"))
     return digest.hexdigest()[:16]
 
-
-def split_by_article(rows: Iterable[dict], eval_titles: set[str]) -> tuple[list[dict], list[dict]]:
-    """Train/held-out split that never puts one article on both sides."""
-    train, held_out = [], []
-    for row in rows:
-        (held_out if row["title"] in eval_titles else train).append(row)
-    return train, held_out

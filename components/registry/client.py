@@ -63,10 +63,6 @@ class LocalRegistry:
         path = self.root / _check_name(name, "model_name") / f"{_check_name(version, 'version')}.json"
         return json.loads(path.read_text()) if path.exists() else None
 
-    def versions(self, name: str) -> list[dict]:
-        folder = self.root / _check_name(name, "model_name")
-        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-
     def register(self, name, version, uri, *, model_format_name, model_format_version, source_id,
                  metadata, author):
         record = {"name": name, "version": version, "uri": uri,

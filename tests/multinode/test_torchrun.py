@@ -7,12 +7,11 @@ by-design differences, so what is left is all-reduce arithmetic.
 """
 
 import json
-from pathlib import Path
 
 import pytest
 
-from components.qa.training import TrainConfig
 from components.launch.entry import METRICS_FILE, launch
+from components.qa.training import TrainConfig
 from tests.multinode.test_trainjob import F1_TOLERANCE, LOSS_TOLERANCE, TINY, f1, tiny, train_set_loss  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -25,7 +24,7 @@ def config(batch_size: int) -> TrainConfig:
                        report_to="none")
 
 
-def test_two_ranks_under_torchrun_train_like_one_process(tmp_path, tiny):
+def test_two_ranks_under_torchrun_train_like_one_process(tmp_path, tiny):  # noqa: F811
     features, base = tiny["train_features"].path, tiny["base_model"].path
     one = launch(1, features, base, str(tmp_path / "one"), config(8))
     two = launch(2, features, base, str(tmp_path / "two"), config(4))
@@ -42,7 +41,7 @@ def test_two_ranks_under_torchrun_train_like_one_process(tmp_path, tiny):
     assert f1(str(tmp_path / "two"), tiny) == pytest.approx(f1(str(tmp_path / "one"), tiny), abs=F1_TOLERANCE)
 
 
-def test_timed_checkpoints_under_ddp_follow_rank_0s_clock(tmp_path, tiny):
+def test_timed_checkpoints_under_ddp_follow_rank_0s_clock(tmp_path, tiny):  # noqa: F811
     """Every rank must take part in a checkpoint: rank 0's "minutes passed" decision is broadcast
     (TimedCheckpoint); 60 µs makes every step due, so each of the 4 steps saves."""
     import dataclasses

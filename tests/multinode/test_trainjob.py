@@ -29,20 +29,19 @@ from kfp import dsl
 
 from components.download import download
 from components.fine_tune import fine_tune
-from components.preprocess import preprocess_train, preprocess_validation
-from components.qa.training import TrainConfig
-from components.launch.entry import entry_args
 from components.launch import trainer_schema
-from components.launch.trainjob import (
+from components.launch.entry import entry_args
+from components.launch.trainer_client import (
     RUN_LABEL,
     TrainerTooOld,
-    TrainJobFailed,
-    TrainJobSpec,
     launcher_owner,
     offline_client,
     render_trainjob,
     submit,
 )
+from components.launch.trainjob_spec import TrainJobFailed, TrainJobSpec
+from components.preprocess import preprocess_train, preprocess_validation
+from components.qa.training import TrainConfig
 from pipeline.parameters import profile_parameters
 from tests.conftest import REPO
 
@@ -242,7 +241,7 @@ def test_the_trainjob_carries_what_the_pipeline_asks_for(tmp_path, monkeypatch):
     task = spec["root"]["dag"]["tasks"]["fine-tune"]["inputs"]["parameters"]
     nodes = spec["root"]["inputDefinitions"]["parameters"]["num_nodes"]["defaultValue"]
     assert task["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
-    monkeypatch.setattr("components.launch.trainjob._own_namespace", lambda: "kubeflow-user-example-com")
+    monkeypatch.setattr("components.launch.trainer_client._own_namespace", lambda: "kubeflow-user-example-com")
     for name, value in POD.items():
         monkeypatch.setenv(name, value)
     spec = TrainJobSpec.from_dict({**task["trainjob"]["runtimeValue"]["constant"], "run_id": "run-42"})

@@ -72,7 +72,7 @@ def test_embedded_registry_keeps_one_file_per_inference_service(tmp_path):
                        runtime="kfp-squad-qa", url="http://127.0.0.1:1", desired_state=state)
     (path,) = (tmp_path / "squad-qa" / "serving").glob("*.json")
     assert json.loads(path.read_text())["desired_state"] == "UNDEPLOYED"
-    assert [v["version"] for v in registry.versions("squad-qa")] == ["run-7"]  # not a version
+    assert [p.name for p in (tmp_path / "squad-qa").glob("*.json")] == ["run-7.json"]  # not a version
     assert registry_ids(registry, "squad-qa", "run-7") == {}
     with pytest.raises(InvalidInputError, match="unknown desired_state"):
         record_serving(registry, "squad-qa", "run-7", environment="local", service="s",
