@@ -1,27 +1,25 @@
 """The strict Trainer schema check (components/launch/trainer_schema.py) refuses what Trainer's CRDs refuse.
 
-The CRD comparison reads kubeflow/trainer's own CRDs from a git mirror
-(TRAINER_REPO, default /work/.mirror/kubeflow+trainer/repo; manifests/base/crds at the tag);
-without it that test skips, the others need only the installed kubeflow_trainer_api.
+The CRDs' schemas are shipped in tests/multinode/data (served openAPIV3Schema of kubeflow/trainer's
+manifests/base/crds at v2.1.0, v2.2.0 and v2.3.0, descriptions dropped);
+`python tests/multinode/data/make_trainer_crds.py --check <kubeflow/trainer clone>` checks that the
+shipped copy is what the tags hold.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import types
 import typing
-from pathlib import Path
 
 import pytest
 import yaml
 from pydantic import BaseModel
 
 from components.launch.trainer_schema import API_VERSION, SchemaError, _kinds, _one_of, known_fields, problems, validate
+from tests.multinode.data import make_trainer_crds
 
-TRAINER_REPO = Path(os.environ.get("TRAINER_REPO", "/work/.mirror/kubeflow+trainer/repo"))
-PLURALS = {"TrainJob": "trainjobs", "TrainingRuntime": "trainingruntimes",
-           "ClusterTrainingRuntime": "clustertrainingruntimes"}
+PLURALS = make_trainer_crds.PLURALS
+SHIPPED = make_trainer_crds.load()
 RUNTIME_V21 = {  # a torch runtime as Trainer v2.1 accepted it, as our overlay had it
     "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainingRuntime",
     "metadata": {"name": "qa-torch-distributed"},
@@ -31,13 +29,7 @@ RUNTIME_V21 = {  # a torch runtime as Trainer v2.1 accepted it, as our overlay h
 
 
 def crd_schema(tag: str, kind: str) -> dict:
-    if not (TRAINER_REPO / "HEAD").exists() and not (TRAINER_REPO / ".git").exists():
-        pytest.skip(f"no kubeflow/trainer mirror at {TRAINER_REPO} (set TRAINER_REPO)")
-    text = subprocess.run(["git", "-C", str(TRAINER_REPO), "show",
-                           f"{tag}:manifests/base/crds/trainer.kubeflow.org_{PLURALS[kind]}.yaml"],
-                          capture_output=True, text=True, check=True).stdout
-    (served,) = yaml.safe_load(text)["spec"]["versions"]
-    return served["schema"]["openAPIV3Schema"]
+    return SHIPPED[f"{tag}/{kind}"]
 
 
 def _unwrap(kind):

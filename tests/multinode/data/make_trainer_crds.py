@@ -2,7 +2,8 @@
 (TrainJob, TrainingRuntime, ClusterTrainingRuntime) at the tags the tests compare against,
 descriptions dropped. Shipped so the schema tests run on a fresh clone with no mirror.
 
-    python tests/multinode/data/make_trainer_crds.py /path/to/kubeflow/trainer   # a git clone
+    python tests/multinode/data/make_trainer_crds.py /path/to/kubeflow/trainer          # a git clone
+    python tests/multinode/data/make_trainer_crds.py --check /path/to/kubeflow/trainer  # unchanged?
 
 Source: github.com/kubeflow/trainer, manifests/base/crds at each tag (Apache License 2.0).
 """
@@ -49,6 +50,10 @@ def load() -> dict:
 
 
 if __name__ == "__main__":
-    data = json.dumps(build(Path(sys.argv[1])), sort_keys=True, separators=(",", ":"))
-    OUTPUT.write_bytes(gzip.compress(data.encode(), 9, mtime=0))
+    check = sys.argv[1] == "--check"
+    schemas = build(Path(sys.argv[-1]))
+    if check:
+        sys.exit(0 if schemas == load() else f"{OUTPUT} differs from the tags: regenerate it")
+    OUTPUT.write_bytes(gzip.compress(json.dumps(schemas, sort_keys=True, separators=(",", ":")).encode(),
+                                     9, mtime=0))
     print(f"wrote {OUTPUT}")
