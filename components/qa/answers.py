@@ -39,11 +39,6 @@ class AnswerReport:
     dropped: int = 0
     dropped_ids: list[str] = dataclasses.field(default_factory=list)
 
-    def add(self, other: "AnswerReport") -> "AnswerReport":
-        return AnswerReport(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name)
-               for f in dataclasses.fields(self)})
-
     def as_dict(self, max_ids: int = 20) -> dict[str, Any]:
         """Counts plus the first few dropped ids (a report, not a dump)."""
         out = dataclasses.asdict(self)

@@ -22,7 +22,13 @@ import numpy as np
 
 from components.qa.errors import InvalidInputError
 from components.qa.metrics import compute_squad_metrics
-from components.qa.postprocess import format_predictions, postprocess_predictions, read_column
+from components.qa.postprocess import (
+    example_rows,
+    format_predictions,
+    postprocess_predictions,
+    read_column,
+)
+from components.qa.ragged import flatten, row_sums
 
 MODEL_COLUMNS = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -157,15 +163,7 @@ def iter_example_chunks(examples, features, chunk_examples: int = 2000
                                 fix="Use e.g. 2000.", field="chunk_examples")
     example_ids = read_column(examples, "id", "examples")
     feature_example_ids = read_column(features, "example_id", "features")
-    index = {example_id: i for i, example_id in enumerate(example_ids)}
-    example_of_feature = np.fromiter((index.get(e, -1) for e in feature_example_ids),
-                                     dtype=np.int64, count=len(feature_example_ids))
-    if (example_of_feature < 0).any():
-        bad = feature_example_ids[int(np.flatnonzero(example_of_feature < 0)[0])]
-        raise InvalidInputError(
-            f"feature example_id {bad!r} is not among the {len(example_ids)} examples",
-            fix="Pass the examples together with the features built from them.",
-            record=str(bad), field="example_id")
+    example_of_feature = example_rows(example_ids, feature_example_ids)  # (F,)
     chunk_of_feature = example_of_feature // chunk_examples
     contiguous = bool((np.diff(chunk_of_feature) >= 0).all())
     for c, lo in enumerate(range(0, len(example_ids), chunk_examples)):
@@ -244,9 +242,9 @@ def _model_columns(features) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _ragged(table, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A list column as (all values end to end, (F + 1,) row offsets), without Python rows."""
+    """Column `name` of a Dataset or dict of columns (lists, Arrow, or a padded (F, L)
+    array) as `flatten` gives it: (all values end to end, (F + 1,) row offsets)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if isinstance(table, Mapping):
         column = table[name]
@@ -257,13 +255,7 @@ def _ragged(table, name: str) -> tuple[np.ndarray, np.ndarray]:
             column = pa.array(column if isinstance(column, list) else list(column))
     else:  # arrow format honours a Dataset's select/shuffle
         column = table.with_format("arrow")[name]
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if len(column) == 0:  # pa.array([]) has no list type to flatten
-        return np.zeros(0, np.int64), np.zeros(1, np.int64)
-    values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int64)
-    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
-    return values, np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    return flatten(column)
 
 
 def _real_spans(attention_mask: tuple[np.ndarray, np.ndarray] | None, stored: np.ndarray
@@ -272,10 +264,9 @@ def _real_spans(attention_mask: tuple[np.ndarray, np.ndarray] | None, stored: np
     if attention_mask is None or len(stored) == 0:
         return np.zeros_like(stored), stored.copy()
     values, offsets = attention_mask
-    starts, stops = offsets[:-1], offsets[1:]
+    starts = offsets[:-1]
     real = values != 0
-    running = np.r_[0, np.cumsum(real)]
-    ones = running[stops] - running[starts]  # (F,)
+    ones = row_sums(real, offsets)  # (F,)
     if (ones == 0).any():
         raise InvalidInputError("a feature's attention mask has no real token",
                                 fix="Drop empty features.",

@@ -54,8 +54,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from components.qa.errors import InvalidInputError
+from components.qa.ragged import row_offsets
 
-__all__ = ["postprocess_predictions", "format_predictions"]
+__all__ = ["postprocess_predictions", "format_predictions", "example_rows", "read_column"]
 
 
 def postprocess_predictions(
@@ -425,12 +426,14 @@ class _Features:
     def __init__(self, example_ids: list[str], offsets: pa.ChunkedArray, cls_index: np.ndarray):
         self.example_ids = example_ids  # (F,)
         self.cls_index = cls_index  # (F,)
-        lengths, in_context = [], []
+        row_offset = row_offsets(offsets)  # (F + 1,) first token of each, tokens end to end
+        self.lengths = np.diff(row_offset)  # (F,)
+        self.row_start = row_offset[:-1]  # (F,)
+        in_context = []
         self._chunks = []  # (first token, token -> value index (T_c + 1,), values) per chunk
         first = 0
         for chunk in offsets.chunks:
             tokens = chunk.flatten()  # one [start, end] or null per token, slice-aware
-            lengths.append(pc.list_value_length(chunk).to_numpy(zero_copy_only=False))
             in_context.append(tokens.is_valid().to_numpy(zero_copy_only=False))
             value_index = tokens.offsets.to_numpy()
             if (np.diff(value_index)[in_context[-1]] != 2).any():
@@ -442,8 +445,6 @@ class _Features:
             values = pc.fill_null(values, -1) if values.null_count else values
             self._chunks.append((first, value_index, values.to_numpy()))
             first += len(tokens)
-        self.lengths = np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, int)
-        self.row_start = np.r_[0, np.cumsum(self.lengths)[:-1]]  # (F,) first token of each
         self.in_context = np.concatenate(in_context) if in_context else np.zeros(0, bool)
 
     def span_chars(self, feature: np.ndarray, start: np.ndarray,
@@ -543,22 +544,29 @@ def _numpy(array: pa.Array | pa.ChunkedArray, dtype) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
-def _feature_to_example(example_ids: list[str], feature_example_ids: list[str]) -> np.ndarray:
-    """(F,) index into the examples of each feature's example."""
+def example_rows(example_ids: list, feature_example_ids: list) -> np.ndarray:
+    """(F,) row in `example_ids` of each feature's example: how post-processing (and the
+    chunking of `iter_example_chunks`) attaches features to their examples."""
     index = {example_id: i for i, example_id in enumerate(example_ids)}
-    if len(index) != len(example_ids):
+    rows = np.fromiter((index.get(i, -1) for i in feature_example_ids), dtype=np.int64,
+                       count=len(feature_example_ids))
+    if (rows < 0).any():
+        bad = feature_example_ids[int(np.flatnonzero(rows < 0)[0])]
+        raise InvalidInputError(
+            f"feature example_id {bad!r} is not among the {len(example_ids)} examples",
+            record=str(bad), field="example_id",
+            fix="Pass the examples together with exactly the features built from them.")
+    return rows
+
+
+def _feature_to_example(example_ids: list[str], feature_example_ids: list[str]) -> np.ndarray:
+    """`example_rows`, for examples with unique ids that each have a feature."""
+    if len(set(example_ids)) != len(example_ids):
         seen: set[str] = set()
         dup = next(i for i in example_ids if i in seen or seen.add(i))
         raise InvalidInputError("two examples share an id", record=dup, field="id",
                                 fix="Give every example its own id.")
-    out = np.fromiter((index.get(i, -1) for i in feature_example_ids), dtype=np.int64,
-                      count=len(feature_example_ids))
-    if (out < 0).any():
-        bad = feature_example_ids[int(np.flatnonzero(out < 0)[0])]
-        raise InvalidInputError(
-            f"feature example_id {bad!r} is not among the {len(example_ids)} examples",
-            record=bad, field="example_id",
-            fix="Pass the examples together with exactly the features built from them.")
+    out = example_rows(example_ids, feature_example_ids)
     counts = np.bincount(out, minlength=len(example_ids))
     if (counts == 0).any():
         bad = example_ids[int(np.flatnonzero(counts == 0)[0])]

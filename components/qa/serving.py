@@ -24,7 +24,6 @@ from components.qa.features import prepare_validation_features
 from components.qa.inference import predict_logits
 from components.qa.postprocess import postprocess_predictions
 
-
 BACKENDS = ("torch", "onnxruntime")
 
 
