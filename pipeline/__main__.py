@@ -17,16 +17,15 @@ other failure.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 import traceback
 from pathlib import Path
 
 from components.qa.errors import InvalidInputError
-from pipeline.cli_options import add_compile_arguments, compile_pipeline, key_values
+from pipeline.cli_options import add_compile_arguments, compile_pipeline
 from pipeline.cluster_cli import add_cluster_commands
 from pipeline.console import StepFailed, StepInputError
+from pipeline.local_run import add_run_command
 from pipeline.serving import add_serve_command
 
 DEFAULT_YAML = Path(__file__).resolve().parent / "qa_finetune.yaml"
@@ -34,30 +33,6 @@ DEFAULT_YAML = Path(__file__).resolve().parent / "qa_finetune.yaml"
 
 def compile_command(args) -> None:
     compile_pipeline(args, args.output)
-
-
-def run_pipeline(args) -> None:
-    from pipeline.console import RunConsole
-    from pipeline.local_run import format_artifacts, format_summary, run_local
-    from pipeline.parameters import profile_parameters
-    from pipeline.qa_pipeline import PIPELINE_NAME
-
-    params = profile_parameters(args.profile, key_values(args.set))
-    if not args.local:
-        raise InvalidInputError("only --local runs are started by `run`",
-                                fix="Add --local, or submit to a cluster with `python -m pipeline submit`.",
-                                field="--local")
-    log_path = (Path(args.pipeline_root).resolve() / "logs"
-                / f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log, \
-            RunConsole(log, sys.stderr, verbose=args.verbose, echo=sys.stdout) as console:
-        console.tell(f"log: {log_path}")
-        args.console = console  # for main(): the failure's last lines
-        result = run_local(params, pipeline_root=args.pipeline_root, runner=args.runner,
-                           image=args.image, cache=not args.no_cache, console=console)
-        log.write(format_artifacts(result) + "\n")
-    print(format_summary(result))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,19 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     add_compile_arguments(c)
     c.set_defaults(func=compile_command)
 
-    r = sub.add_parser("run", help="run the whole DAG locally through kfp.local")
-    r.add_argument("--local", action="store_true", help="run on this machine (kfp.local)")
-    r.add_argument("--profile", default="local", choices=["local", "tiny", "cluster"])
-    r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a pipeline parameter")
-    r.add_argument("--runner", choices=["subprocess", "docker"], default="subprocess")
-    r.add_argument("--image", help="CPU image for --runner docker")
-    r.add_argument("--pipeline-root", default="local_outputs")
-    r.add_argument("--no-cache", action="store_true")
-    r.add_argument("-v", "--verbose", action="store_true",
-                   help="show everything kfp.local prints (step logs, tracebacks), not only the summary")
-    r.set_defaults(func=run_pipeline)
-
+    add_run_command(sub)  # the whole DAG on this machine (kfp.local)
     add_cluster_commands(sub)  # submit | schedule | runs | compare (kfp.Client)
     add_serve_command(sub)
 
