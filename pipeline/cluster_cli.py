@@ -24,7 +24,6 @@ import yaml
 from components.qa.errors import InvalidInputError
 from pipeline import comparison, kfp_client, kfp_runs
 from pipeline.cli_options import add_compile_arguments, compile_pipeline, key_values
-from pipeline.kfp_client import DEFAULT_SERVICE_ACCOUNT, ClusterError
 from pipeline.qa_pipeline import PIPELINE_NAME
 
 
@@ -94,9 +93,9 @@ def _run_flags(p) -> None:
                    help="override a parameter (wins over --params)")
     p.add_argument("--experiment", default=PIPELINE_NAME, help="created if it does not exist")
     p.add_argument("--pipeline-name", default=PIPELINE_NAME)
-    p.add_argument("--service-account", default=DEFAULT_SERVICE_ACCOUNT,
+    p.add_argument("--service-account", default=kfp_client.DEFAULT_SERVICE_ACCOUNT,
                    help="Kubernetes service account the run's pods use (manifests/ creates "
-                        f"{DEFAULT_SERVICE_ACCOUNT!r}; '' for the profile's default-editor)")
+                        f"{kfp_client.DEFAULT_SERVICE_ACCOUNT!r}; '' for the profile's default-editor)")
 
 
 def run_parameters(profile: str, params_file: Path | None, settings: list[str]) -> dict[str, Any]:
@@ -123,9 +122,9 @@ def _client(args):
     token = args.token_file.read_text().strip() if args.token_file else None
     client = kfp_client.connect(args.host, token)
     if client is None:
-        raise ClusterError("no KFP host configured",
-                           fix="Set KFP_HOST or --host; to run on this machine use "
-                               "`python -m pipeline run --local`.")
+        raise kfp_client.ClusterError("no KFP host configured",
+                                      fix="Set KFP_HOST or --host; to run on this machine use "
+                                          "`python -m pipeline run --local`.")
     args.namespace = kfp_client.resolve_namespace(client, args.namespace)
     return client
 
@@ -158,7 +157,7 @@ def submit_command(args) -> None:
                                                  namespace=args.namespace), args.experiment)
         try:
             metrics, note = comparison.registry_metrics(run, args.registry_uri)
-        except ClusterError as e:  # the run succeeded; only reading its metrics failed
+        except kfp_client.ClusterError as e:  # the run succeeded; only reading its metrics failed
             metrics, note = {}, str(e)
         print("metrics: " + (", ".join(f"{k}={v:.2f}" for k, v in metrics.items()
                                        if isinstance(v, (int, float))) or note))
