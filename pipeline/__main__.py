@@ -17,69 +17,22 @@ other failure.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 import traceback
 from pathlib import Path
 
 from components.qa.errors import InvalidInputError
+from pipeline.cli_options import add_compile_arguments, compile_pipeline
+from pipeline.cluster_cli import add_cluster_commands
 from pipeline.console import StepFailed, StepInputError
+from pipeline.local_run import add_run_command
+from pipeline.serving import add_serve_command
 
 DEFAULT_YAML = Path(__file__).resolve().parent / "qa_finetune.yaml"
 
 
-def _key_values(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise InvalidInputError(f"{item!r} is not NAME=VALUE", fix="Use --set name=value.",
-                                    field="--set")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
-
-
-def compile_pipeline(args) -> None:
-    from kfp import compiler
-
-    from pipeline.qa_pipeline import build_pipeline
-    from pipeline.settings import CompileSettings
-
-    overrides = {"accelerator_type": args.accelerator_type, "accelerator_count": args.accelerator_count,
-                 "node_selector": tuple(_key_values(args.node_selector).items()),
-                 "tolerations": tuple(tuple(t.split(":")) for t in args.toleration),
-                 "pvc_name": args.pvc, "num_nodes": args.num_nodes, "trainer_runtime": args.trainer_runtime,
-                 "image_pull_secrets": tuple(args.image_pull_secret),
-                 "train_timeout_hours": args.train_timeout_hours}
-    settings = (CompileSettings.from_images_env(args.images, **overrides) if args.images
-                else CompileSettings(**overrides))
-    compiler.Compiler().compile(build_pipeline(settings, with_deploy=args.deploy), str(args.output))
-    print(f"wrote {args.output}")
-
-
-def run_pipeline(args) -> None:
-    from pipeline.console import RunConsole
-    from pipeline.local_run import format_artifacts, format_summary, run_local
-    from pipeline.parameters import profile_parameters
-    from pipeline.qa_pipeline import PIPELINE_NAME
-
-    params = profile_parameters(args.profile, _key_values(args.set))
-    if not args.local:
-        raise InvalidInputError("only --local runs are started by `run`",
-                                fix="Add --local, or submit to a cluster with `python -m pipeline submit`.",
-                                field="--local")
-    log_path = (Path(args.pipeline_root).resolve() / "logs"
-                / f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log, \
-            RunConsole(log, sys.stderr, verbose=args.verbose, echo=sys.stdout) as console:
-        console.tell(f"log: {log_path}")
-        args.console = console  # for main(): the failure's last lines
-        result = run_local(params, pipeline_root=args.pipeline_root, runner=args.runner,
-                           image=args.image, cache=not args.no_cache, console=console)
-        log.write(format_artifacts(result) + "\n")
-    print(format_summary(result))
+def compile_command(args) -> None:
+    compile_pipeline(args, args.output)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,41 +42,11 @@ def main(argv: list[str] | None = None) -> int:
 
     c = sub.add_parser("compile", help="compile the DAG to YAML")
     c.add_argument("--output", type=Path, default=DEFAULT_YAML)
-    c.add_argument("--images", help="KEY=VALUE file from images/build.sh (QA_CPU_IMAGE, QA_GPU_IMAGE)")
-    c.add_argument("--accelerator-type", default="nvidia.com/gpu")
-    c.add_argument("--accelerator-count", type=int, default=1)
-    c.add_argument("--node-selector", action="append", default=[], metavar="KEY=VALUE")
-    c.add_argument("--toleration", action="append", default=[], metavar="KEY:OPERATOR:EFFECT")
-    c.add_argument("--pvc", default="", help="PVC for the HF cache and checkpoints")
-    c.add_argument("--num-nodes", type=int, default=1,
-                   help="> 1: fine-tune launches a Kubeflow Trainer TrainJob (needs an RWX --pvc)")
-    c.add_argument("--trainer-runtime", default="torch-distributed", help="TrainJob runtime")
-    c.add_argument("--image-pull-secret", action="append", default=[], metavar="NAME",
-                   help="Secret to pull the images from a private registry (every task, TrainJob nodes)")
-    c.add_argument("--train-timeout-hours", type=float, default=24.0,
-                   help="a TrainJob's activeDeadlineSeconds, in hours (docs/multinode.md)")
-    c.add_argument("--deploy", action="store_true",
-                   help="compile in the deploy step (KServe; acts when the run sets deploy=true)")
-    c.set_defaults(func=compile_pipeline)
+    add_compile_arguments(c)
+    c.set_defaults(func=compile_command)
 
-    r = sub.add_parser("run", help="run the whole DAG locally through kfp.local")
-    r.add_argument("--local", action="store_true", help="run on this machine (kfp.local)")
-    r.add_argument("--profile", default="local", choices=["local", "tiny", "cluster"])
-    r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a pipeline parameter")
-    r.add_argument("--runner", choices=["subprocess", "docker"], default="subprocess")
-    r.add_argument("--image", help="CPU image for --runner docker")
-    r.add_argument("--pipeline-root", default="local_outputs")
-    r.add_argument("--no-cache", action="store_true")
-    r.add_argument("-v", "--verbose", action="store_true",
-                   help="show everything kfp.local prints (step logs, tracebacks), not only the summary")
-    r.set_defaults(func=run_pipeline)
-
-    from pipeline.cluster_cli import add_cluster_commands
-
+    add_run_command(sub)  # the whole DAG on this machine (kfp.local)
     add_cluster_commands(sub)  # submit | schedule | runs | compare (kfp.Client)
-    from pipeline.serving import add_serve_command
-
     add_serve_command(sub)
 
     args = parser.parse_args(argv)

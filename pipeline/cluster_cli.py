@@ -15,7 +15,6 @@ or the service-account token Kubeflow mounts in notebooks.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ from typing import Any
 import yaml
 
 from components.qa.errors import InvalidInputError
-from pipeline import cluster
+from pipeline import comparison, kfp_client, kfp_runs
+from pipeline.cli_options import add_compile_arguments, compile_pipeline, key_values
 from pipeline.qa_pipeline import PIPELINE_NAME
 
 
@@ -31,7 +31,7 @@ def add_cluster_commands(sub) -> None:
     """Register the cluster subcommands on the `python -m pipeline` parser."""
     s = sub.add_parser("submit", help="compile, upload (new version if changed) and run on KFP")
     _connection_flags(s)
-    _compile_flags(s, sub)
+    _compile_flags(s)
     _run_flags(s)
     s.add_argument("--run-name")
     s.add_argument("--no-cache", action="store_true",
@@ -44,7 +44,7 @@ def add_cluster_commands(sub) -> None:
 
     r = sub.add_parser("schedule", help="create, list, enable, disable or delete recurring runs")
     _connection_flags(r)
-    _compile_flags(r, sub)
+    _compile_flags(r)
     _run_flags(r)
     r.add_argument("--name", default=f"{PIPELINE_NAME}-recurring")
     when = r.add_mutually_exclusive_group()
@@ -81,11 +81,8 @@ def _connection_flags(p) -> None:
                                        "$KFP_NAMESPACE, kfp's context, or this pod's namespace)")
 
 
-def _compile_flags(p, sub) -> None:
-    # The `compile` command's settings flags, shared (not copied) so both compile the same way.
-    for action in sub.choices["compile"]._actions:
-        if action.dest not in ("help", "output"):
-            p._add_action(action)
+def _compile_flags(p) -> None:
+    add_compile_arguments(p)  # the `compile` command's own flags: both compile the same way
     p.add_argument("--package", type=Path, help="submit this compiled YAML instead of compiling")
 
 
@@ -96,14 +93,13 @@ def _run_flags(p) -> None:
                    help="override a parameter (wins over --params)")
     p.add_argument("--experiment", default=PIPELINE_NAME, help="created if it does not exist")
     p.add_argument("--pipeline-name", default=PIPELINE_NAME)
-    p.add_argument("--service-account", default=cluster.DEFAULT_SERVICE_ACCOUNT,
+    p.add_argument("--service-account", default=kfp_client.DEFAULT_SERVICE_ACCOUNT,
                    help="Kubernetes service account the run's pods use (manifests/ creates "
-                        f"{cluster.DEFAULT_SERVICE_ACCOUNT!r}; '' for the profile's default-editor)")
+                        f"{kfp_client.DEFAULT_SERVICE_ACCOUNT!r}; '' for the profile's default-editor)")
 
 
 def run_parameters(profile: str, params_file: Path | None, settings: list[str]) -> dict[str, Any]:
     """Profile, then the YAML file, then --set flags; checked by profile_parameters."""
-    from pipeline.__main__ import _key_values
     from pipeline.parameters import profile_parameters
 
     overrides: dict[str, Any] = {}
@@ -117,53 +113,51 @@ def run_parameters(profile: str, params_file: Path | None, settings: list[str]) 
             raise InvalidInputError("it is not a mapping of parameter names to values",
                                     fix="Write lines like `learning_rate: 5.0e-5`.", source=str(params_file))
         overrides.update(loaded)
-    overrides.update(_key_values(settings))
+    overrides.update(key_values(settings))
     return profile_parameters(profile, overrides)
 
 
 def _client(args):
     """A kfp.Client; sets args.namespace to the profile namespace it resolves (or None)."""
     token = args.token_file.read_text().strip() if args.token_file else None
-    client = cluster.connect(args.host, token)
+    client = kfp_client.connect(args.host, token)
     if client is None:
-        raise cluster.ClusterError("no KFP host configured",
-                                   fix="Set KFP_HOST or --host; to run on this machine use "
-                                       "`python -m pipeline run --local`.")
-    args.namespace = cluster.resolve_namespace(client, args.namespace)
+        raise kfp_client.ClusterError("no KFP host configured",
+                                      fix="Set KFP_HOST or --host; to run on this machine use "
+                                          "`python -m pipeline run --local`.")
+    args.namespace = kfp_client.resolve_namespace(client, args.namespace)
     return client
 
 
-def _uploaded(client, args, scratch: str) -> cluster.Uploaded:
-    from pipeline.__main__ import compile_pipeline
-
+def _uploaded(client, args, scratch: str) -> kfp_client.Uploaded:
     package = args.package
     if package is None:
         package = Path(scratch) / "qa_finetune.yaml"
-        compile_pipeline(argparse.Namespace(**vars(args), output=package))
+        compile_pipeline(args, package)
     if getattr(args, "no_cache", False):
-        package = cluster.without_caching(package, Path(scratch) / "qa_finetune-no-cache.yaml")
-    return cluster.upload(client, package, args.pipeline_name, args.namespace)
+        package = kfp_client.without_caching(package, Path(scratch) / "qa_finetune-no-cache.yaml")
+    return kfp_client.upload(client, package, args.pipeline_name, args.namespace)
 
 
 def submit_command(args) -> None:
     params = run_parameters(args.profile, args.params, args.set)  # before any network call
-    cluster.check_registry(params)
+    kfp_client.check_registry(params)
     client = _client(args)
     with tempfile.TemporaryDirectory() as scratch:
         up = _uploaded(client, args, scratch)
     print(f"pipeline {args.pipeline_name}: version {up.version_name} "
           f"({'new' if up.created else 'unchanged'})")
-    experiment_id = cluster.experiment(client, args.experiment, args.namespace)
-    run_id = cluster.submit(client, params, experiment_id, pipeline_id=up.pipeline_id,
-                            version_id=up.version_id, run_name=args.run_name,
-                            service_account=args.service_account)
+    experiment_id = kfp_client.experiment(client, args.experiment, args.namespace)
+    run_id = kfp_client.submit(client, params, experiment_id, pipeline_id=up.pipeline_id,
+                               version_id=up.version_id, run_name=args.run_name,
+                               service_account=args.service_account)
     print(f"run {run_id} submitted to experiment {args.experiment}")
     if args.wait:
-        run = cluster.run_summary(cluster.wait(client, run_id, timeout=args.timeout, poll=args.poll,
-                                               namespace=args.namespace), args.experiment)
+        run = kfp_runs.run_summary(kfp_runs.wait(client, run_id, timeout=args.timeout, poll=args.poll,
+                                                 namespace=args.namespace), args.experiment)
         try:
-            metrics, note = cluster.registry_metrics(run, args.registry_uri)
-        except cluster.ClusterError as e:  # the run succeeded; only reading its metrics failed
+            metrics, note = comparison.registry_metrics(run, args.registry_uri)
+        except kfp_client.ClusterError as e:  # the run succeeded; only reading its metrics failed
             metrics, note = {}, str(e)
         print("metrics: " + (", ".join(f"{k}={v:.2f}" for k, v in metrics.items()
                                        if isinstance(v, (int, float))) or note))
@@ -172,40 +166,40 @@ def submit_command(args) -> None:
 def schedule_command(args) -> None:
     change = next((a for a in ("enable", "disable", "delete") if getattr(args, a)), None)
     if change:
-        cluster.set_schedule(_client(args), getattr(args, change), change)
+        kfp_runs.set_schedule(_client(args), getattr(args, change), change)
         print(f"{change}d recurring run {getattr(args, change)}")
         return
     if args.list:
         client = _client(args)
-        for job in cluster.list_schedules(client, namespace=args.namespace):
+        for job in kfp_runs.list_schedules(client, namespace=args.namespace):
             print(f"{job['id']}  {job['status']:<9} {job['trigger']:<16} "
                   f"max_concurrency={job['max_concurrency']}  {job['name']}")
         return
     params = run_parameters(args.profile, args.params, args.set)  # before any network call
-    cluster.check_schedule(args.cron, args.interval, args.max_concurrency)
-    cluster.check_registry(params)
+    kfp_runs.check_schedule(args.cron, args.interval, args.max_concurrency)
+    kfp_client.check_registry(params)
     client = _client(args)
     with tempfile.TemporaryDirectory() as scratch:
         up = _uploaded(client, args, scratch)
-    experiment_id = cluster.experiment(client, args.experiment, args.namespace)
-    job_id = cluster.schedule(client, experiment_id, args.name, pipeline_id=up.pipeline_id,
-                              version_id=up.version_id, params=params, cron=args.cron,
-                              interval_s=args.interval, max_concurrency=args.max_concurrency,
-                              enabled=not args.paused, service_account=args.service_account)
+    experiment_id = kfp_client.experiment(client, args.experiment, args.namespace)
+    job_id = kfp_runs.schedule(client, experiment_id, args.name, pipeline_id=up.pipeline_id,
+                               version_id=up.version_id, params=params, cron=args.cron,
+                               interval_s=args.interval, max_concurrency=args.max_concurrency,
+                               enabled=not args.paused, service_account=args.service_account)
     print(f"recurring run {job_id} ({args.cron or f'every {args.interval} s'}, "
           f"max_concurrency={args.max_concurrency}, no catch-up) on version {up.version_name}")
 
 
 def runs_command(args) -> None:
     client = _client(args)
-    for run in cluster.list_runs(client, args.experiment, args.namespace):
+    for run in kfp_runs.list_runs(client, args.experiment, args.namespace):
         print(f"{run['run_id']}  {run['state']:<9} {run['created_at']:<25} "
               f"{run['experiment']}  {run['run_name']}")
 
 
 def compare_command(args) -> None:
     client = _client(args)
-    rows = cluster.compare(client, args.experiment, args.registry_uri, args.namespace)
-    paths = cluster.write_comparison(rows, args.out)
+    rows = comparison.compare(client, args.experiment, args.registry_uri, args.namespace)
+    paths = comparison.write_comparison(rows, args.out)
     print(paths["md"].read_text(), end="")
     print(f"wrote {', '.join(str(p) for p in paths.values())}")

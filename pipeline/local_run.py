@@ -4,12 +4,15 @@ Subprocess runner: every step runs in this Python environment. Docker runner:
 every step runs in the CPU image (built by `make images`), as on a cluster.
 Inputs that live in the repository (the SQuAD sample) are staged into the
 pipeline root first, since that is the one folder the Docker runner mounts.
+`python -m pipeline run --local` (add_run_command) writes the run's whole log to
+<pipeline-root>/logs/ and shows one line per step.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -18,7 +21,10 @@ from typing import Any
 from kfp import local
 
 from components.io.artifacts import remove_stale_partials
+from components.qa.errors import InvalidInputError
+from pipeline.cli_options import key_values
 from pipeline.console import RunConsole, StepFailed, StepInputError
+from pipeline.parameters import profile_parameters
 from pipeline.qa_pipeline import PIPELINE_NAME, build_pipeline
 from pipeline.settings import CompileSettings
 
@@ -107,3 +113,39 @@ def format_summary(result: dict[str, Any]) -> str:
 
 def format_artifacts(result: dict[str, Any]) -> str:
     return "\n".join([f"artifacts ({result['run_dir']})", *result["artifacts"]])
+
+
+def add_run_command(sub) -> None:
+    """Register `run` on the `python -m pipeline` parser."""
+    r = sub.add_parser("run", help="run the whole DAG locally through kfp.local")
+    r.add_argument("--local", action="store_true", help="run on this machine (kfp.local)")
+    r.add_argument("--profile", default="local", choices=["local", "tiny", "cluster"])
+    r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a pipeline parameter")
+    r.add_argument("--runner", choices=["subprocess", "docker"], default="subprocess")
+    r.add_argument("--image", help="CPU image for --runner docker")
+    r.add_argument("--pipeline-root", default="local_outputs")
+    r.add_argument("--no-cache", action="store_true")
+    r.add_argument("-v", "--verbose", action="store_true",
+                   help="show everything kfp.local prints (step logs, tracebacks), not only the summary")
+    r.set_defaults(func=run_command)
+
+
+def run_command(args) -> None:
+    """`python -m pipeline run --local`: the run's log in <pipeline-root>/logs/, the summary on the terminal."""
+    params = profile_parameters(args.profile, key_values(args.set))
+    if not args.local:
+        raise InvalidInputError("only --local runs are started by `run`",
+                                fix="Add --local, or submit to a cluster with `python -m pipeline submit`.",
+                                field="--local")
+    log_path = (Path(args.pipeline_root).resolve() / "logs"
+                / f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log, \
+            RunConsole(log, sys.stderr, verbose=args.verbose, echo=sys.stdout) as console:
+        console.tell(f"log: {log_path}")
+        args.console = console  # for main(): the failure's last lines
+        result = run_local(params, pipeline_root=args.pipeline_root, runner=args.runner,
+                           image=args.image, cache=not args.no_cache, console=console)
+        log.write(format_artifacts(result) + "\n")
+    print(format_summary(result))

@@ -36,7 +36,8 @@ from components.preprocess import preprocess_train, preprocess_validation
 from components.register import register_model
 from pipeline.parameters import DEFAULTS as D
 from pipeline.serving import predictor_settings
-from pipeline.settings import PVC_STEPS, CompileSettings
+from pipeline.settings import CompileSettings
+from pipeline.steps import DEPLOY, DOWNLOAD, EVALUATE, FINE_TUNE, PREPROCESS, REGISTER, TRAINJOB_LAUNCHER, Step
 
 PIPELINE_NAME = "qa-finetune"
 
@@ -50,8 +51,8 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
     fine_tune_op = (cpu if launcher else gpu)(fine_tune)
     evaluate_op = (gpu if settings.eval_on_gpu else cpu)(evaluate)
 
-    def sized(task, step: str, accelerator: bool = False):
-        res = settings.resources_for(step)
+    def sized(task, step: Step, accelerator: bool = False):
+        res = settings.resources_for(step.key)
         task.set_cpu_request(res.cpu).set_cpu_limit(res.cpu)
         task.set_memory_request(res.memory).set_memory_limit(res.memory)
         if accelerator and settings.accelerator_count:
@@ -63,7 +64,7 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
                 kubernetes.add_toleration(task, key=key, operator=operator, effect=effect)
             # the step fails fast if torch then sees no accelerator (components/launch/accelerator.py)
             task.set_env_variable(ACCELERATOR_ENV, settings.accelerator_type)
-        if settings.pvc_name and step in PVC_STEPS:
+        if settings.pvc_name and step.pvc:
             kubernetes.mount_pvc(task, pvc_name=settings.pvc_name, mount_path=settings.pvc_mount_path)
             task.set_env_variable("HF_HOME", f"{settings.pvc_mount_path}/hf-cache")
         if settings.image_pull_secrets:
@@ -108,7 +109,7 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
             train_split=train_split, validation_split=validation_split,
             max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
             answer_policy=answer_policy, max_context_chars=max_context_chars, model=model,
-            model_revision=model_revision), "download")
+            model_revision=model_revision), DOWNLOAD)
         # no retry: a wrong input fails the same way every time; network reads retry inside the step
         kubernetes.use_secret_as_env(fetched, secret_name=settings.hf_token_secret,
                                      secret_key_to_env={"HF_TOKEN": "HF_TOKEN"}, optional=True)
@@ -119,10 +120,10 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
 
         train_features = sized(preprocess_train_op(
             train_data=fetched.outputs["train_data"], base_model=fetched.outputs["base_model"],
-            max_length=max_length, doc_stride=doc_stride), "preprocess")
+            max_length=max_length, doc_stride=doc_stride), PREPROCESS)
         validation_features = sized(preprocess_validation_op(
             validation_data=fetched.outputs["validation_data"], base_model=fetched.outputs["base_model"],
-            max_length=max_length, doc_stride=doc_stride), "preprocess")
+            max_length=max_length, doc_stride=doc_stride), PREPROCESS)
 
         trained = sized(fine_tune_op(
             train_features=train_features.outputs["train_features"],
@@ -132,7 +133,7 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
             precision=precision, checkpoint_dir=checkpoint_dir, num_nodes=num_nodes,
             trainjob=settings.trainjob(), save_steps=save_steps, save_minutes=save_minutes,
             run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
-            "trainjob-launcher" if launcher else "fine-tune", accelerator=not launcher)
+            TRAINJOB_LAUNCHER if launcher else FINE_TUNE, accelerator=not launcher)
         # preempted (SIGTERM) or lost node: the retry resumes from the checkpoint in checkpoint_dir
         trained.set_retry(num_retries=2, backoff_duration="60s")
 
@@ -141,13 +142,13 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
             validation_features=validation_features.outputs["validation_features"],
             n_best=n_best, max_answer_length=max_answer_length, batch_size=eval_batch_size,
             null_score_diff_threshold=null_score_diff_threshold),
-            "evaluate", accelerator=settings.eval_on_gpu)
+            EVALUATE, accelerator=settings.eval_on_gpu)
 
         registered = sized(register_op(
             model=trained.outputs["model"], metrics=scored.outputs["metrics"],
             train_data=fetched.outputs["train_data"], model_name=model_name,
             model_version=model_version, min_f1=min_f1, registry_uri=registry_uri,
-            pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "register")
+            pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), REGISTER)
         registered.set_caching_options(enable_caching=False)
         registry_env(registered)
         if with_deploy:
@@ -158,7 +159,7 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
                 registry_uri=registry_uri, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 max_length=max_length,
                 doc_stride=doc_stride, n_best=n_best, max_answer_length=max_answer_length,
-                predictor=predictor_settings(settings)), "deploy")
+                predictor=predictor_settings(settings)), DEPLOY)
             deployed.set_caching_options(enable_caching=False)
             registry_env(deployed)
         outputs = NamedTuple("Outputs", [("metrics", Metrics), ("model", Model), ("report", Markdown)])

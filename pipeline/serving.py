@@ -12,6 +12,7 @@ The cluster image runs the same command (manifests/overlays/kserve).
 from __future__ import annotations
 
 from pipeline.parameters import DEFAULTS as D
+from pipeline.steps import EVALUATE
 
 
 def add_serve_command(sub) -> None:
@@ -55,7 +56,7 @@ def predictor_settings(settings) -> dict:
     resources, and its GPU (one) when evaluate runs on one."""
     from components.serving.isvc import PredictorSpec
 
-    res = settings.resources_for("evaluate")
+    res = settings.resources_for(EVALUATE.key)
     gpu = bool(settings.eval_on_gpu and settings.accelerator_count)
     return PredictorSpec(
         image=settings.gpu_image if gpu else settings.cpu_image, cpu=res.cpu, memory=res.memory,

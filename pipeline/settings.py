@@ -12,6 +12,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from components.qa.errors import InvalidInputError
+from pipeline.steps import DEPLOY, DOWNLOAD, EVALUATE, FINE_TUNE, PREPROCESS, REGISTER, STEPS, TRAINJOB_LAUNCHER
 
 
 def _package_version() -> str:
@@ -23,15 +24,6 @@ def _package_version() -> str:
 
 
 VERSION = _package_version()
-# The steps that mount the cache PVC (--pvc), and why; the others never wait for the claim, so
-# on ReadWriteOnce storage the preprocess steps run side by side (docs/multinode.md, storage).
-PVC_STEPS = {
-    "download": "the Hugging Face cache (HF_HOME): Hub models and datasets are fetched once",
-    "fine-tune": "checkpoint_dir, to resume after preemption",
-    "trainjob-launcher": "stages the features and base model for the TrainJob's nodes, which mount "
-                         "the claim too, and checkpoint_dir (ReadWriteMany)",
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Resources:
@@ -71,13 +63,13 @@ class CompileSettings:
     registry_token_secret: str = "model-registry-token"
     # per-task requests (limits are set equal: guaranteed QoS for long GPU jobs)
     resources: tuple[tuple[str, Resources], ...] = (
-        ("download", Resources("1", "4Gi")),
-        ("preprocess", Resources("2", "8Gi")),
-        ("fine-tune", Resources("8", "32Gi")),  # per node in a TrainJob
-        ("trainjob-launcher", Resources("1", "2Gi")),
-        ("evaluate", Resources("4", "16Gi")),
-        ("register", Resources("500m", "1Gi")),
-        ("deploy", Resources("500m", "1Gi")),  # API calls on a cluster; the predictor has its own
+        (DOWNLOAD.key, Resources("1", "4Gi")),
+        (PREPROCESS.key, Resources("2", "8Gi")),
+        (FINE_TUNE.key, Resources("8", "32Gi")),  # per node in a TrainJob
+        (TRAINJOB_LAUNCHER.key, Resources("1", "2Gi")),
+        (EVALUATE.key, Resources("4", "16Gi")),
+        (REGISTER.key, Resources("500m", "1Gi")),
+        (DEPLOY.key, Resources("500m", "1Gi")),  # API calls on a cluster; the predictor has its own
     )
 
     def __post_init__(self):
@@ -101,8 +93,26 @@ class CompileSettings:
             raise InvalidInputError("a multi-node fine-tune needs a PVC every node mounts",
                                     fix="Add --pvc qa-hf-cache, ReadWriteMany (apply "
                                         "manifests/overlays/trainer/rwx).", field="pvc_name")
+        self._check_resources()
+
+    def _check_resources(self) -> None:
+        """Every declared step (pipeline/steps.py) has an entry and every entry names a step:
+        caught here, not as a KeyError while the DAG compiles."""
+        declared = [step.key for step in STEPS]
+        keys = [key for key, _ in self.resources]
+        for key in keys:
+            if key not in declared:
+                raise InvalidInputError(f"resources has an entry for {key!r}, which is no step of the pipeline",
+                                        fix=f"Name one of {', '.join(declared)}, or declare the step in "
+                                            "pipeline/steps.py.", field="resources")
+        for key in declared:
+            if key not in keys:
+                raise InvalidInputError(f"step {key!r} has no resources entry",
+                                        fix=f'Add ("{key}", Resources(cpu, memory)) to CompileSettings.resources '
+                                            "(pipeline/settings.py).", field="resources")
 
     def resources_for(self, step: str) -> Resources:
+        """The requests of a step, by its key (pipeline/steps.py: `FINE_TUNE.key`)."""
         return dict(self.resources)[step]
 
     def toleration_specs(self) -> list[dict[str, str]]:
@@ -113,7 +123,7 @@ class CompileSettings:
         """The fine-tune step's TrainJob settings (components.launch.trainjob.TrainJobSpec, as a dict)."""
         from components.launch.trainjob_spec import TrainJobSpec
 
-        node = self.resources_for("fine-tune")
+        node = self.resources_for(FINE_TUNE.key)
         return TrainJobSpec(
             image=self.gpu_image, runtime=self.trainer_runtime, always=self.num_nodes > 1,
             gpus_per_node=self.accelerator_count, accelerator_type=self.accelerator_type,

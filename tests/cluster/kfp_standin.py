@@ -1,9 +1,10 @@
 """A stand-in for the Kubeflow Pipelines v2beta1 REST API, for tests. It is not a cluster.
 
 A stdlib `http.server` in a thread on 127.0.0.1 (random port) answering the endpoints that
-`kfp.Client` (kfp 2.17.3, kfp-server-api 2.17.3) calls for pipeline/cluster.py, with the
-paths and JSON field names of KFP's v2beta1 API, and the server's own checks, each citing
-where the KFP backend does it (master at 7b70c7b; the same at tag 2.5.0 where noted):
+`kfp.Client` (kfp 2.17.3, kfp-server-api 2.17.3) calls for pipeline/kfp_client.py and
+pipeline/kfp_runs.py, with the paths and JSON field names of KFP's v2beta1 API, and the
+server's own checks, each citing where the KFP backend does it (master at 7b70c7b; the same
+at tag 2.5.0 where noted):
 
     GET  /apis/v2beta1/healthz                        (multi_user as configured)
     GET  /apis/v2beta1/pipelines[?filter&namespace]    GET /apis/v2beta1/pipelines/{id}
@@ -149,7 +150,7 @@ def now() -> str:
 
 
 def _matches(item: dict, filter_json: str | None) -> bool:
-    """EQUALS predicates, as kfp.Client (operation 1) and cluster.py ("EQUALS") send them."""
+    """EQUALS predicates, as kfp.Client (operation 1) and kfp_client.py ("EQUALS") send them."""
     if not filter_json:
         return True
     for p in json.loads(filter_json).get("predicates", []):

@@ -1,4 +1,5 @@
-"""pipeline/cluster.py and `python -m pipeline submit|schedule|runs|compare` against the KFP stand-in.
+"""pipeline/kfp_client.py, kfp_runs.py, comparison.py and `python -m pipeline submit|schedule|runs|compare`
+against the KFP stand-in.
 
 The stand-in (tests/cluster/kfp_standin.py) answers KFP's v2beta1 REST API on loopback; it is
 not a cluster. A finished run "registers" its model through the real register step
@@ -16,17 +17,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import cluster
+from pipeline import comparison, kfp_client, kfp_runs
 from pipeline.__main__ import main
 from pipeline.parameters import profile_parameters
+from pipeline.steps import task_names
 from tests.cluster.kfp_standin import KfpStandin, Outcome, register_like_the_pipeline
 from tests.cluster.registry_standin import ModelRegistryStandin
 
 TOKEN = "kfp-test-token-3f1c"
 MR_TOKEN = "mr-token"
 PROFILE_NS = "kubeflow-user-example-com"
-STEPS = ["download", "preprocess-train", "preprocess-validation", "fine-tune", "evaluate",
-         "register-model"]
+STEPS = task_names()  # the default DAG's tasks (pipeline/steps.py)
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +76,7 @@ def multi_user_kfp(tmp_path, monkeypatch, registry):
 
 @pytest.fixture
 def client(kfp):
-    return cluster.connect()
+    return kfp_client.connect()
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def durable(params: dict | None = None, registry=None) -> dict:
 # ------------------------------------------------------------------------------ connect
 
 def test_no_host_means_local(capsys):
-    assert cluster.connect() is None
+    assert kfp_client.connect() is None
     assert main(["runs", "--experiment", "x"]) == 2
     err = capsys.readouterr().err
     assert "no KFP host configured" in err and "run --local" in err
@@ -121,41 +122,41 @@ def test_notebook_service_account_token_is_used(kfp, monkeypatch, tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token_file))
-    client = cluster.connect()
-    assert cluster.experiment(client, "from-notebook")
+    client = kfp_client.connect()
+    assert kfp_client.experiment(client, "from-notebook")
     assert set(kfp.authorization_headers) == {f"Bearer {TOKEN}"}
 
 
 def test_unreachable_host_says_how_to_connect(monkeypatch):
-    with pytest.raises(cluster.ClusterError, match="cannot reach KFP.*port-forward"):
-        cluster.connect("http://127.0.0.1:9", TOKEN)
+    with pytest.raises(kfp_client.ClusterError, match="cannot reach KFP.*port-forward"):
+        kfp_client.connect("http://127.0.0.1:9", TOKEN)
 
 
 # ------------------------------------------------------------------ upload and experiments
 
 def test_upload_is_idempotent_by_name_and_adds_a_version_on_change(kfp, client, packages):
     a, b = packages
-    first = cluster.upload(client, a, "qa-finetune")
-    again = cluster.upload(client, a, "qa-finetune")
-    changed = cluster.upload(client, b, "qa-finetune")
+    first = kfp_client.upload(client, a, "qa-finetune")
+    again = kfp_client.upload(client, a, "qa-finetune")
+    changed = kfp_client.upload(client, b, "qa-finetune")
     assert first.created and not again.created and changed.created
-    assert again == cluster.Uploaded(first.pipeline_id, first.version_id, first.version_name, False)
+    assert again == kfp_client.Uploaded(first.pipeline_id, first.version_id, first.version_name, False)
     assert changed.pipeline_id == first.pipeline_id and changed.version_id != first.version_id
     assert len(kfp.pipelines) == 1
     names = sorted(v["name"] for v in kfp.versions.values())
     assert names == sorted(["qa-finetune", first.version_name, changed.version_name])
-    assert first.version_name == cluster.version_name(a, "qa-finetune")
+    assert first.version_name == kfp_client.version_name(a, "qa-finetune")
 
 
 def test_experiment_is_created_on_demand_and_reused(kfp, client):
-    first = cluster.experiment(client, "qa-lr")
-    assert cluster.experiment(client, "qa-lr") == first
+    first = kfp_client.experiment(client, "qa-lr")
+    assert kfp_client.experiment(client, "qa-lr") == first
     assert [e["display_name"] for e in kfp.experiments.values()] == ["qa-lr"]
-    assert cluster.find_experiment(client, "qa-lr") == first
+    assert kfp_client.find_experiment(client, "qa-lr") == first
 
 
 def test_unknown_experiment_names_the_known_ones(kfp, client, capsys):
-    cluster.experiment(client, "qa-lr")
+    kfp_client.experiment(client, "qa-lr")
     assert main(["runs", "--experiment", "qa-typo"]) == 2
     err = capsys.readouterr().err
     assert "experiment 'qa-typo' not found" in err and "qa-lr" in err
@@ -197,11 +198,11 @@ def test_403_is_told_apart_from_a_bad_token(multi_user_kfp, monkeypatch, capsys)
 
 
 def test_namespace_comes_from_the_environment_or_kfp_context(multi_user_kfp, monkeypatch):
-    client = cluster.connect()
-    assert cluster.resolve_namespace(client) is None
+    client = kfp_client.connect()
+    assert kfp_client.resolve_namespace(client) is None
     monkeypatch.setenv("KFP_NAMESPACE", PROFILE_NS)
-    assert cluster.resolve_namespace(client) == PROFILE_NS
-    assert cluster.resolve_namespace(client, "explicit") == "explicit"
+    assert kfp_client.resolve_namespace(client) == PROFILE_NS
+    assert kfp_client.resolve_namespace(client, "explicit") == "explicit"
 
 
 # ------------------------------------------------------- registration must be durable (point 2)
@@ -214,9 +215,9 @@ def test_submit_with_nowhere_durable_to_register_is_refused_before_any_call(kfp,
     assert "registry_uri" in err and "vanish with the pod" in err
     assert "model-registry-service.kubeflow.svc.cluster.local:8080" in err
     assert kfp.requests == []
-    with pytest.raises(cluster.ClusterError, match="registry_uri"):
-        cluster.submit(object(), {**profile_parameters("tiny"), "registry_uri": uri}, "e",
-                       pipeline_id="p", version_id="v")
+    with pytest.raises(kfp_client.ClusterError, match="registry_uri"):
+        kfp_client.submit(object(), {**profile_parameters("tiny"), "registry_uri": uri}, "e",
+                          pipeline_id="p", version_id="v")
 
 
 def test_schedule_with_nowhere_durable_to_register_is_refused_before_any_call(kfp, packages, capsys):
@@ -335,11 +336,11 @@ def test_failed_run_names_the_task_and_where_its_log_is(kfp, packages, capsys):
 
 
 def test_wait_times_out_with_advice(kfp, client, packages):
-    up = cluster.upload(client, packages[0], "qa-finetune")
-    run_id = cluster.submit(client, durable(), cluster.experiment(client, "e"),
-                            pipeline_id=up.pipeline_id, version_id=up.version_id)
-    with pytest.raises(cluster.ClusterError, match="still RUNNING after 0 s.*--timeout"):
-        cluster.wait(client, run_id, timeout=0, poll=0, echo=lambda line: None)
+    up = kfp_client.upload(client, packages[0], "qa-finetune")
+    run_id = kfp_client.submit(client, durable(), kfp_client.experiment(client, "e"),
+                               pipeline_id=up.pipeline_id, version_id=up.version_id)
+    with pytest.raises(kfp_client.ClusterError, match="still RUNNING after 0 s.*--timeout"):
+        kfp_runs.wait(client, run_id, timeout=0, poll=0, echo=lambda line: None)
 
 
 # ---------------------------------------------------------------------------- schedules
@@ -374,18 +375,18 @@ def test_a_five_field_cron_is_refused_before_any_upload(kfp, packages, capsys):
 @pytest.mark.parametrize("cron", ["@daily", "@hourly", "@every 24h", "@every 1h30m", "0 30 2 * * MON-FRI"])
 def test_cron_descriptors_the_server_accepts_are_accepted(kfp, client, packages, cron):
     # before: everything but 6 fields was refused, though robfig/cron takes the descriptors
-    up = cluster.upload(client, packages[0], "qa-finetune")
-    job_id = cluster.schedule(client, cluster.experiment(client, "nightly"), "n", cron=cron,
-                              pipeline_id=up.pipeline_id, version_id=up.version_id,
-                              params=durable(registry=kfp.registry))
+    up = kfp_client.upload(client, packages[0], "qa-finetune")
+    job_id = kfp_runs.schedule(client, kfp_client.experiment(client, "nightly"), "n", cron=cron,
+                               pipeline_id=up.pipeline_id, version_id=up.version_id,
+                               params=durable(registry=kfp.registry))
     assert kfp.recurring_runs[job_id]["trigger"] == {"cron_schedule": {"cron": cron}}
 
 
 @pytest.mark.parametrize("cron, message", [("@fortnightly", "descriptor"), ("@every day", "descriptor"),
                                            ("0 3 * * *", "6 .*'0 0 3 \\* \\* \\*'")])
 def test_cron_the_server_refuses_or_misreads_is_refused(cron, message):
-    with pytest.raises(cluster.ClusterError, match=message):
-        cluster.check_schedule(cron, None, 1)
+    with pytest.raises(kfp_client.ClusterError, match=message):
+        kfp_runs.check_schedule(cron, None, 1)
 
 
 def test_the_standin_accepts_a_five_field_cron_as_the_server_does(kfp, client, packages):
@@ -406,29 +407,29 @@ def test_max_concurrency_outside_what_kfp_accepts_is_refused_before_any_call(kfp
 
 
 def test_the_server_refuses_max_concurrency_above_ten(kfp, client, packages):
-    up = cluster.upload(client, packages[0], "qa-finetune")
-    body = {"experiment_id": cluster.experiment(client, "n"), "display_name": "n", "max_concurrency": "11",
+    up = kfp_client.upload(client, packages[0], "qa-finetune")
+    body = {"experiment_id": kfp_client.experiment(client, "n"), "display_name": "n", "max_concurrency": "11",
             "pipeline_version_reference": {"pipeline_id": up.pipeline_id, "pipeline_version_id": up.version_id},
             "trigger": {"cron_schedule": {"cron": "@daily"}}}
-    with pytest.raises(cluster.ClusterError, match="HTTP 400.*at most 10"):
-        with cluster.api_errors("schedule"):
+    with pytest.raises(kfp_client.ClusterError, match="HTTP 400.*at most 10"):
+        with kfp_client.api_errors("schedule"):
             client._recurring_run_api.recurring_run_service_create_recurring_run(body)
 
 
 def test_interval_schedule_and_cron_mistakes(kfp, client, packages):
-    up = cluster.upload(client, packages[0], "qa-finetune")
-    experiment_id = cluster.experiment(client, "nightly")
+    up = kfp_client.upload(client, packages[0], "qa-finetune")
+    experiment_id = kfp_client.experiment(client, "nightly")
     common = {"pipeline_id": up.pipeline_id, "version_id": up.version_id,
               "params": durable(registry=kfp.registry)}
-    job_id = cluster.schedule(client, experiment_id, "hourly", interval_s=3600, enabled=False, **common)
+    job_id = kfp_runs.schedule(client, experiment_id, "hourly", interval_s=3600, enabled=False, **common)
     assert kfp.recurring_runs[job_id]["trigger"] == {"periodic_schedule": {"interval_second": 3600}}
     assert kfp.recurring_runs[job_id]["status"] == "DISABLED"
-    with pytest.raises(cluster.ClusterError, match="6 .*'0 0 3 \\* \\* \\*'"):
-        cluster.schedule(client, experiment_id, "x", cron="0 3 * * *", **common)
-    with pytest.raises(cluster.ClusterError, match="exactly one of cron or interval"):
-        cluster.schedule(client, experiment_id, "x", **common)
-    with pytest.raises(cluster.ClusterError, match="not found"):
-        cluster.set_schedule(client, "job-404", "enable")
+    with pytest.raises(kfp_client.ClusterError, match="6 .*'0 0 3 \\* \\* \\*'"):
+        kfp_runs.schedule(client, experiment_id, "x", cron="0 3 * * *", **common)
+    with pytest.raises(kfp_client.ClusterError, match="exactly one of cron or interval"):
+        kfp_runs.schedule(client, experiment_id, "x", **common)
+    with pytest.raises(kfp_client.ClusterError, match="not found"):
+        kfp_runs.set_schedule(client, "job-404", "enable")
 
 
 # ------------------------------------------------------------------------------ compare
@@ -476,6 +477,6 @@ def test_compare_reports_a_version_registered_by_another_run(kfp, packages):
     for seed in ("1", "2"):  # a fixed model_version: only the first run registers it
         main(submit_args(packages[0], "--set", "model_version=v1", "--set", f"seed={seed}",
                          "--wait", "--poll", "0", registry=kfp.registry))
-    rows = cluster.compare(cluster.connect(), ["qa-finetune"])
+    rows = comparison.compare(kfp_client.connect(), ["qa-finetune"])
     assert rows[1]["f1"] == 71.0 and rows[0]["f1"] == ""
     assert rows[0]["note"] == f"squad-qa:v1 was registered by run {rows[1]['run_id']}"

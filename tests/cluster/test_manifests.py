@@ -204,7 +204,8 @@ def test_only_the_steps_that_need_the_claim_mount_it(tmp_path):
     from kfp import compiler
 
     from pipeline.qa_pipeline import build_pipeline
-    from pipeline.settings import PVC_STEPS, CompileSettings
+    from pipeline.settings import CompileSettings
+    from pipeline.steps import STEPS
 
     for nodes, mounted in ((1, {"download", "fine-tune"}), (2, {"download", "fine-tune"})):
         settings = CompileSettings(pvc_name="qa-hf-cache", num_nodes=nodes)
@@ -218,8 +219,7 @@ def test_only_the_steps_that_need_the_claim_mount_it(tmp_path):
             assert mount["mountPath"] == "/mnt/qa"
             env = spec["deploymentSpec"]["executors"][f"exec-{name}"]["container"]["env"]
             assert {"name": "HF_HOME", "value": "/mnt/qa/hf-cache"} in env
-    assert {"download", "fine-tune", "trainjob-launcher"} == set(PVC_STEPS)
-    assert all(PVC_STEPS.values())
+    assert {"download", "fine-tune", "trainjob-launcher"} == {step.key for step in STEPS if step.pvc}
 
 
 def test_rwx_overlay_names_a_storage_class_placeholder():

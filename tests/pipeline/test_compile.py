@@ -4,16 +4,19 @@ import yaml
 import pytest
 from kfp import compiler
 
+from components.qa.errors import InvalidInputError
 from pipeline.__main__ import DEFAULT_YAML, main
 from pipeline.qa_pipeline import build_pipeline
-from pipeline.settings import CompileSettings
+from pipeline.settings import CompileSettings, Resources
+from pipeline.steps import EVALUATE, FINE_TUNE, STEPS, TRAINJOB_LAUNCHER, task_names
 
+# literal on purpose: renaming a component function renames its task (and the runs' folders)
 TASKS = {"download", "preprocess-train", "preprocess-validation", "fine-tune", "evaluate", "register-model"}
 
 
-def compile_docs(tmp_path, settings=CompileSettings()):
+def compile_docs(tmp_path, settings=CompileSettings(), with_deploy=False):
     out = tmp_path / "p.yaml"
-    compiler.Compiler().compile(build_pipeline(settings), str(out))
+    compiler.Compiler().compile(build_pipeline(settings, with_deploy=with_deploy), str(out))
     docs = list(yaml.safe_load_all(out.read_text()))
     return docs[0], (docs[1] if len(docs) > 1 else {})
 
@@ -46,6 +49,42 @@ def test_six_tasks_and_their_edges(tmp_path):
         "evaluate": {"download", "fine-tune", "preprocess-validation"},
         "register-model": {"download", "evaluate", "fine-tune"},
     }
+
+
+def test_the_declared_steps_name_the_compiled_tasks(tmp_path):
+    """pipeline/steps.py names each task as KFP derives it from its component function."""
+    spec, _ = compile_docs(tmp_path)
+    assert set(spec["root"]["dag"]["tasks"]) == set(task_names()) == TASKS
+    spec, _ = compile_docs(tmp_path, with_deploy=True)
+    assert set(spec["root"]["dag"]["tasks"]) == set(task_names(deploy=True)) == TASKS | {"deploy-model"}
+
+
+@pytest.mark.parametrize("num_nodes", [1, 2])
+def test_each_task_gets_its_steps_resources_image_and_claim(tmp_path, num_nodes):
+    settings = CompileSettings(pvc_name="qa-hf-cache", num_nodes=num_nodes)
+    spec, platform = compile_docs(tmp_path, settings, with_deploy=True)
+    executors = spec["deploymentSpec"]["executors"]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    unused = FINE_TUNE if num_nodes > 1 else TRAINJOB_LAUNCHER
+    for step in (s for s in STEPS if s is not unused):
+        res = settings.resources_for(step.key)
+        for task in step.tasks:
+            container = executors[f"exec-{task}"]["container"]
+            sized = container["resources"]
+            assert (sized["resourceCpuLimit"], sized["resourceMemoryLimit"]) == (res.cpu, res.memory), task
+            assert ("accelerator" in sized) is step.gpu, task
+            assert container["image"] == (settings.gpu_image if step.gpu else settings.cpu_image), task
+            assert ("pvcMount" in k8s.get(f"exec-{task}", {})) is bool(step.pvc), task
+
+
+def test_a_step_without_resources_is_refused_before_compiling():
+    without_evaluate = tuple(entry for entry in CompileSettings().resources if entry[0] != EVALUATE.key)
+    with pytest.raises(InvalidInputError, match="step 'evaluate' has no resources entry") as caught:
+        CompileSettings(resources=without_evaluate)
+    assert caught.value.field == "resources" and '("evaluate", Resources(cpu, memory))' in caught.value.fix
+    with pytest.raises(InvalidInputError, match="entry for 'evaluation', which is no step") as caught:
+        CompileSettings(resources=(*without_evaluate, ("evaluation", Resources("4", "16Gi"))))
+    assert "evaluate" in caught.value.fix and "pipeline/steps.py" in caught.value.fix
 
 
 def test_caching_on_except_register(tmp_path):

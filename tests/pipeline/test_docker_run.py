@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.local_run import run_local
 from pipeline.parameters import profile_parameters
+from pipeline.steps import task_names
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -46,9 +47,7 @@ def test_whole_dag_runs_in_the_cpu_image(tmp_path):
     result = run_local(profile_parameters("tiny"), pipeline_root=str(tmp_path / "root"),
                        runner="docker", image=image, cache=False)
     run = Path(result["run_dir"])
-    assert {p.name for p in run.iterdir() if p.is_dir()} == {
-        "download", "preprocess-train", "preprocess-validation", "fine-tune", "evaluate",
-        "register-model"}
+    assert {p.name for p in run.iterdir() if p.is_dir()} == set(task_names())
     assert (run / "fine-tune" / "model" / "model.safetensors").exists()
     scores = json.loads((run / "evaluate" / "metrics").read_text())
     assert 0 <= scores["exact_match"] <= scores["f1"] <= 100

@@ -10,11 +10,11 @@ import pytest
 from pipeline.__main__ import main
 from pipeline.local_run import run_local
 from pipeline.parameters import profile_parameters
+from pipeline.steps import task_names
 
 pytestmark = pytest.mark.slow
 
-TASKS = {"download", "preprocess-train", "preprocess-validation", "fine-tune", "evaluate",
-         "register-model"}
+TASKS = set(task_names())
 
 
 @pytest.fixture(scope="module")

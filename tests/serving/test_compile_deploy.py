@@ -7,6 +7,7 @@ from kfp import compiler
 
 from pipeline.qa_pipeline import build_pipeline
 from pipeline.settings import CompileSettings
+from pipeline.steps import DEPLOY, task_names
 
 
 def compiled(tmp_path, platform: bool = False, **kwargs) -> dict:
@@ -17,10 +18,10 @@ def compiled(tmp_path, platform: bool = False, **kwargs) -> dict:
 
 def test_default_dag_has_six_tasks_and_deploy_adds_a_seventh_never_cached(tmp_path):
     default = compiled(tmp_path)["root"]["dag"]["tasks"]
-    assert len(default) == 6 and "deploy-model" not in default
+    assert set(default) == set(task_names()) and len(default) == 6
     spec = compiled(tmp_path, with_deploy=True)
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) - set(default) == {"deploy-model"}
+    assert set(tasks) - set(default) == set(DEPLOY.tasks) == {"deploy-model"}
     deploy = tasks["deploy-model"]
     assert deploy["cachingOptions"] == {}  # enable_caching=False
     assert set(deploy["dependentTasks"]) >= {"register-model", "evaluate", "fine-tune"}

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from components.serving import isvc as kisvc
+from pipeline.steps import task_names
 from tests.serving.conftest import post, v2_answers, v2_body
 
 pytestmark = pytest.mark.slow  # trains (a few minutes on a shared CPU)
@@ -31,8 +32,7 @@ def deploy_run(tmp_path_factory):
 def test_seven_tasks_and_a_valid_inference_service(deploy_run):
     root, params, run_dir = deploy_run
     tasks = {p.name for p in run_dir.iterdir() if p.is_dir()}
-    assert tasks == {"download", "preprocess-train", "preprocess-validation", "fine-tune",
-                     "evaluate", "register-model", "deploy-model"}
+    assert tasks == set(task_names(deploy=True))
     manifest = yaml.safe_load((run_dir / "deploy-model" / "inference_service").read_text())
     kisvc.check_schema(manifest)
     model = manifest["spec"]["predictor"]["model"]
