@@ -1,4 +1,4 @@
-"""Shared fixtures: the offline MiniLM tokenizer and the SQuAD files beside the repository."""
+"""Shared fixtures: the offline MiniLM tokenizer and the SQuAD samples shipped in data/."""
 
 import json
 import os
@@ -11,7 +11,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_SQUAD = REPO.parent / "shared" / "squad"
+SQUAD_SAMPLE = REPO / "data" / "squad-sample"  # rebuilt by data/make_sample.py
 
 
 @pytest.fixture(scope="session")
@@ -28,21 +28,17 @@ def tokenizer(minilm_path):
     return AutoTokenizer.from_pretrained(minilm_path)
 
 
-def _squad_file(name: str) -> Path:
-    path = SHARED_SQUAD / name
-    if not path.exists():
-        pytest.skip(f"{path} is not present (CI provides ../shared/squad)")
-    return path
-
-
 @pytest.fixture(scope="session")
 def dev_v1_path() -> Path:
-    return _squad_file("dev-v1.1.json")
+    """The first 24 articles of dev-v1.1 (4,961 questions), a prefix of it: the first n rows
+    of `dev_v1_rows` are the dev set's first n questions."""
+    return SQUAD_SAMPLE / "train.json"
 
 
 @pytest.fixture(scope="session")
 def dev_v2_path() -> Path:
-    return _squad_file("dev-v2.0-5articles.json")
+    """Two articles of dev-v2.0 (534 questions, 246 of them unanswerable)."""
+    return SQUAD_SAMPLE / "dev-v2.0-2articles.json"
 
 
 @pytest.fixture(scope="session")

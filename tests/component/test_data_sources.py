@@ -43,7 +43,7 @@ def test_jsonl_parquet_and_folder_of_json_files(tmp_path):
 
 def test_v2_unanswerable_records(dev_v2_path):
     data = load_split(str(dev_v2_path), "validation")
-    assert len(data) == 1407 and sum(not a["text"] for a in data["answers"]) == 702
+    assert len(data) == 534 and sum(not a["text"] for a in data["answers"]) == 246
 
 
 @pytest.mark.parametrize("content, field, message", [
