@@ -629,15 +629,38 @@ def test_deberta_gets_eager_attention_chosen_at_download(tmp_path, minilm_path):
     assert snapshot_model(minilm_path, "", str(tmp_path / "bert"))["attention"] == "sdpa"
 
 
-def test_trust_remote_code_stays_off(tmp_path):
-    """A model asking for remote code is never executed unless explicitly enabled."""
-    from transformers import BertConfig
+def test_trust_remote_code_stays_off(tmp_path, minilm_path):
+    """A model whose config.json points at its own code (auto_map) never runs it: with a
+    built-in model_type download and fine-tune's loader use the built-in classes; with a custom
+    one both refuse it (trust_remote_code is never turned on)."""
+    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
-    config = BertConfig(num_hidden_layers=1)
-    config.auto_map = {"AutoConfig": "evil.EvilConfig"}
-    config.save_pretrained(tmp_path / "remote")
-    (tmp_path / "remote" / "evil.py").write_text("raise SystemExit('remote code ran')\n")
-    try:
-        snapshot_model(str(tmp_path / "remote"), "", str(tmp_path / "o"))
-    except InvalidInputError:
-        pass  # refusing is fine; running evil.py is not
+    from components.qa.training import load_qa_model
+
+    ran = tmp_path / "remote-code-ran"  # what importing the model's code would leave behind
+    model = tmp_path / "remote"
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    BertForQuestionAnswering(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32,
+                                        num_hidden_layers=1, num_attention_heads=2,
+                                        intermediate_size=37)).save_pretrained(model)
+    tokenizer.save_pretrained(model)
+    (model / "evil.py").write_text(f"import pathlib\npathlib.Path({str(ran)!r}).touch()\n")
+    config = json.loads((model / "config.json").read_text())
+    auto_map = {"AutoConfig": "evil.EvilConfig", "AutoModelForQuestionAnswering": "evil.EvilQA"}
+
+    (model / "config.json").write_text(json.dumps(dict(config, auto_map=auto_map)))
+    meta = snapshot_model(str(model), "", str(tmp_path / "snapshot"))
+    assert meta["model_type"] == "bert"
+    assert type(load_qa_model(str(tmp_path / "snapshot"))) is BertForQuestionAnswering
+
+    (model / "config.json").write_text(json.dumps(dict(config, auto_map=auto_map,
+                                                       model_type="evil-bert")))
+    with pytest.raises(InvalidInputError) as err:
+        snapshot_model(str(model), "", str(tmp_path / "custom"))
+    assert "the config cannot be loaded" in err.value.problem and err.value.field == "model"
+    assert "contains custom code which must be executed" in err.value.problem
+    assert err.value.source == str(tmp_path / "custom" / "config.json")
+    with pytest.raises(InvalidInputError, match="trust_remote_code=True") as err:
+        load_qa_model(str(model))
+    assert err.value.field == "model_name_or_path"
+    assert not ran.exists()
