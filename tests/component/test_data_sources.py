@@ -6,8 +6,7 @@ import datasets
 import pytest
 
 from components.qa.errors import InvalidInputError
-from components.qa.squad_io import validate_examples, fingerprint, load_split
-from tests.component.servers import s3, s3_endpoint  # noqa: F401 (fixtures)
+from components.qa.squad_io import fingerprint, load_split, validate_examples
 from tests.conftest import REPO, write_json
 
 SAMPLE = REPO / "data" / "squad-sample"

@@ -17,15 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 from kfp import dsl
 
-from components.qa import retry
 from components.download import download
 from components.io.featurize import featurize
 from components.io.model_source import snapshot_model
-from components.qa import squad_io
+from components.qa import retry, squad_io
 from components.qa.errors import InvalidInputError
 from components.qa.squad_io import MAX_CONTEXT_CHARS, fingerprint, load_checked, load_split
 from pipeline.parameters import profile_parameters
-from tests.component.servers import http_root, s3, s3_endpoint  # noqa: F401 (fixtures)
 from tests.conftest import REPO
 
 SAMPLE = json.loads((REPO / "data/squad-sample/validation.json").read_text())
@@ -78,7 +76,8 @@ DATA_CASES = [
     ("top level not an object", "[1, 2]", (None, "(top level)", "expected dict")),
     ("no data list", '{"version": "1.1"}', (None, "data", "expected list")),
     ("empty split", '{"version": "1.1", "data": []}', (None, None, "has no questions")),
-    ("missing context", doc_with(lambda d: para(d).pop("context")), ("data[0].paragraphs[0]", "context", "expected str")),
+    ("missing context", doc_with(lambda d: para(d).pop("context")),
+     ("data[0].paragraphs[0]", "context", "expected str")),
     ("missing question", doc_with(lambda d: qa(d).pop("question")), (QID, "question", "expected str")),
     ("mistyped answer_start", doc_with(lambda d: qa(d)["answers"][0].__setitem__("answer_start", "12")),
      (QID, "answers[0].answer_start", "expected int")),
@@ -175,9 +174,11 @@ def popper(key):
 #        SQuAD JSON record when it is not the id)
 ROW_CASES = {
     "answer_start as a string": (answer_setter("answer_start", "82"), None,
-                                 ("answers[0].answer_start", "answers.answer_start[0]"), "expected int, got str ('82')", None),
+                                 ("answers[0].answer_start", "answers.answer_start[0]"),
+                                 "expected int, got str ('82')", None),
     "answer_start as a float": (answer_setter("answer_start", 82.0), None,
-                                ("answers[0].answer_start", "answers.answer_start[0]"), "expected int, got float", None),
+                                ("answers[0].answer_start", "answers.answer_start[0]"),
+                                "expected int, got float", None),
     "answer text as a number": (answer_setter("text", 12), None,
                                 ("answers[0].text", "answers.text[0]"), "expected str, got int", None),
     "id as a number": (lambda row: row.__setitem__("id", 7), None, ("id", "id"), "expected str, got int",
@@ -189,7 +190,8 @@ ROW_CASES = {
     "title as a number": (setter("title", 3), None, ("title", "title"), "expected str, got int", None),
     "answers of the wrong shape": (setter("answers", "Denver"), None, ("answers", "answers"),
                                    "expected", None),
-    "negative answer_start": (lambda row: row["answers"].__setitem__("answer_start", [-3] * len(row["answers"]["text"])),
+    "negative answer_start": (lambda row: row["answers"].__setitem__(
+                                  "answer_start", [-3] * len(row["answers"]["text"])),
                               1, ("answers[0].answer_start", "answers.answer_start[0]"), "is negative", None),
     "is_impossible with answers": (setter("is_impossible", True), 1, ("answers", "answers"),
                                    "is_impossible is true", None),
@@ -606,8 +608,12 @@ def test_broken_weights_are_rejected_at_download_naming_the_file(tmp_path, minil
 def test_deberta_gets_eager_attention_chosen_at_download(tmp_path, minilm_path):
     """DeBERTa has no sdpa kernel: the loader used to force sdpa and fine-tune failed."""
     import torch
-    from transformers import (AutoModelForQuestionAnswering, AutoTokenizer, DebertaV2Config,
-                              DebertaV2ForQuestionAnswering)
+    from transformers import (
+        AutoModelForQuestionAnswering,
+        AutoTokenizer,
+        DebertaV2Config,
+        DebertaV2ForQuestionAnswering,
+    )
 
     from components.qa.training import load_qa_model
 
