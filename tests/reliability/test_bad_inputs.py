@@ -24,9 +24,9 @@ from components.qa import retry, squad_io
 from components.qa.errors import InvalidInputError
 from components.qa.squad_io import MAX_CONTEXT_CHARS, fingerprint, load_checked, load_split
 from pipeline.parameters import profile_parameters
-from tests.conftest import REPO
+from tests.conftest import SQUAD_SAMPLE
 
-SAMPLE = json.loads((REPO / "data/squad-sample/validation.json").read_text())
+SAMPLE = json.loads((SQUAD_SAMPLE / "validation.json").read_text())
 FIRST_QA = ("data", 0, "paragraphs", 0, "qas", 0)
 
 
@@ -482,7 +482,7 @@ def test_preprocessing_tokenizes_a_batch_in_slices_of_bounded_characters(tokeniz
     from components.qa import features as qf
     from tests.conftest import columns
 
-    examples = columns(load_split(str(REPO / "data/squad-sample/{split}.json"), "validation")
+    examples = columns(load_split(str(SQUAD_SAMPLE / "{split}.json"), "validation")
                        .select(range(60)).to_list())
     kwargs = {"tokenizer": tokenizer, "max_length": 128, "doc_stride": 64}
     whole = fz.arrow_features(examples, split, **kwargs)

@@ -14,10 +14,9 @@ import pytest
 from components.qa.features import prepare_train_features
 from components.qa.metrics import normalize_answer
 from components.qa.training import QACollator
-from tests.conftest import columns
+from tests.conftest import SQUAD_SAMPLE, columns
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE_TRAIN = REPO / "data" / "squad-sample" / "train.json"
+SAMPLE_TRAIN = SQUAD_SAMPLE / "train.json"
 
 
 def sample_rows(count: int, skip: int = 0) -> list[dict]:
