@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast compile images
+.PHONY: install demo test test-fast lint compile images
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -m "not slow and not docker"
+
+# pyflakes and import order (pyproject.toml [tool.ruff]); `ruff check --fix .` sorts imports
+lint: install
+	$(PY) -m ruff check .
 
 compile: install
 	$(PY) -m pipeline compile

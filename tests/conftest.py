@@ -1,7 +1,13 @@
-"""Shared fixtures: the offline MiniLM tokenizer and the SQuAD files beside the repository."""
+"""Shared fixtures: the offline MiniLM tokenizer, the SQuAD samples shipped in data/, the
+tokenizer families of tests/tokenizer_families.py, and storage servers on loopback (moto's S3
+server, a plain HTTP file server; nothing reaches beyond 127.0.0.1). Pytest finds them here:
+test modules take them as arguments and never import them."""
 
+import functools
+import http.server
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,7 +17,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_SQUAD = REPO.parent / "shared" / "squad"
+SQUAD_SAMPLE = REPO / "data" / "squad-sample"  # rebuilt by data/make_sample.py
 
 
 @pytest.fixture(scope="session")
@@ -28,21 +34,17 @@ def tokenizer(minilm_path):
     return AutoTokenizer.from_pretrained(minilm_path)
 
 
-def _squad_file(name: str) -> Path:
-    path = SHARED_SQUAD / name
-    if not path.exists():
-        pytest.skip(f"{path} is not present (CI provides ../shared/squad)")
-    return path
-
-
 @pytest.fixture(scope="session")
 def dev_v1_path() -> Path:
-    return _squad_file("dev-v1.1.json")
+    """The first 24 articles of dev-v1.1 (4,961 questions), a prefix of it: the first n rows
+    of `dev_v1_rows` are the dev set's first n questions."""
+    return SQUAD_SAMPLE / "train.json"
 
 
 @pytest.fixture(scope="session")
 def dev_v2_path() -> Path:
-    return _squad_file("dev-v2.0-5articles.json")
+    """Two articles of dev-v2.0 (534 questions, 246 of them unanswerable)."""
+    return SQUAD_SAMPLE / "dev-v2.0-2articles.json"
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +52,65 @@ def dev_v1_rows(dev_v1_path):
     from components.qa.squad_io import parse_squad_json
 
     return parse_squad_json(dev_v1_path.read_text(encoding="utf-8"), str(dev_v1_path))
+
+
+@pytest.fixture(scope="session")
+def tokenizer_family_dirs(tmp_path_factory) -> dict[str, str]:
+    """{family: model directory} for every family, built once per test session."""
+    from tests.tokenizer_families import FAMILIES, build_family
+
+    root = tmp_path_factory.mktemp("tokenizer-families")
+    return {family: build_family(family, root) for family in FAMILIES}
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """moto's S3 server (real S3 wire protocol) on a free loopback port."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch):
+    """A boto3 client for a fresh bucket `squad`, with the environment a pod would have."""
+    import boto3
+
+    for key, value in {**S3_ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(key, value)
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    for bucket in client.list_buckets().get("Buckets", []):  # each test starts empty
+        for obj in client.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
+            client.delete_object(Bucket=bucket["Name"], Key=obj["Key"])
+        client.delete_bucket(Bucket=bucket["Name"])
+    client.create_bucket(Bucket="squad")
+    return client
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """(folder, base URL): files written into the folder are served over HTTP."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
 
 
 def columns(rows: list[dict]) -> dict[str, list]:

@@ -18,16 +18,14 @@ Each is a `PreTrainedTokenizerFast` saved with `save_pretrained` next to a rando
     from tests.tokenizer_families import build_family
     path = build_family("xlmr", tmp_dir)        # a model directory
 
-Pytest: import the session-scoped `tokenizer_family_dirs` fixture, which
-builds all of them once and maps each family to its folder.
+Pytest: the session-scoped `tokenizer_family_dirs` fixture (tests/conftest.py) builds
+all of them once and maps each family to its folder.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "squad-sample" / "train.json"
@@ -101,9 +99,14 @@ def _bert_cased_tokenizer(texts: list[str]):
 def _model(family: str, tokenizer):
     """A random QA model of the family's class (hidden 32, 2 layers), seeded."""
     import torch
-    from transformers import (BertConfig, BertForQuestionAnswering, RobertaConfig,
-                              RobertaForQuestionAnswering, XLMRobertaConfig,
-                              XLMRobertaForQuestionAnswering)
+    from transformers import (
+        BertConfig,
+        BertForQuestionAnswering,
+        RobertaConfig,
+        RobertaForQuestionAnswering,
+        XLMRobertaConfig,
+        XLMRobertaForQuestionAnswering,
+    )
 
     torch.manual_seed(0)
     size = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
@@ -148,10 +151,3 @@ def build_family(family: str, out_dir: Path | str) -> str:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
-
-
-@pytest.fixture(scope="session")
-def tokenizer_family_dirs(tmp_path_factory) -> dict[str, str]:
-    """{family: model directory} for every family, built once per test session."""
-    root = tmp_path_factory.mktemp("tokenizer-families")
-    return {family: build_family(family, root) for family in FAMILIES}

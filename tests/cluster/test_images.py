@@ -61,8 +61,65 @@ def lock_pins(variant: str) -> dict[str, str]:
 
 # --- Dockerfile ---------------------------------------------------------------
 
-def test_there_is_a_dockerfile():
-    assert DOCKERFILES, "images/Dockerfile is missing"
+FAKE_DOCKER = """#!{python}
+import pathlib, sys
+args = sys.argv[1:]
+if args[0] == "build":  # keep the streamed context, named by its VARIANT build arg
+    variant = next(a.split("=", 1)[1] for a in args if a.startswith("VARIANT="))
+    pathlib.Path({out!r}, f"context-{{variant}}.tar").write_bytes(sys.stdin.buffer.read())
+elif args[0] == "image":
+    print(0)  # the image size build.sh reports
+"""
+FAKE_PYTHON = """#!/bin/sh
+# images/lock.py fills the wheelhouse from the network: one empty wheel stands in for it
+if [ "$1" = images/lock.py ]; then mkdir -p "images/wheels/$4" && touch "images/wheels/$4/x.whl"; exit; fi
+exec {python} "$@"
+"""
+
+
+def test_dockerfile_builds_either_variant_from_the_context_build_sh_streams(tmp_path):
+    """One Dockerfile, two variants: for cpu and cuda alike, each COPY source is in the context
+    images/build.sh streams to `docker build` (a fake docker keeps it), the context holds nothing
+    else (no .venv, data or tests), and its src/ holds every package pyproject.toml installs."""
+    import fnmatch
+    import tarfile
+
+    repo, fake = tmp_path / "repo", tmp_path / "bin"
+    ignore = shutil.ignore_patterns("__pycache__", "wheels", "base")
+    for path in ("images", "components", "pipeline", "tests/cluster", "data"):
+        shutil.copytree(REPO / path, repo / path, ignore=ignore)
+    for path in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / path, repo / path)
+    fake.mkdir()
+    (fake / "docker").write_text(FAKE_DOCKER.format(python=sys.executable, out=str(tmp_path)))
+    (fake / "python").write_text(FAKE_PYTHON.format(python=sys.executable))
+    for tool in fake.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    out = subprocess.run(["bash", "images/build.sh", "--variant", "all", "--python", str(fake / "python")],
+                         cwd=repo, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    steps = instructions(IMAGES / "Dockerfile")
+    assert [a for w, a in steps if w == "ARG" and a.startswith("VARIANT")] == ["VARIANT=cpu"] * 2
+    sources = [a.split()[-2] for w, a in steps if w == "COPY" and not a.startswith("--from")]
+    installed = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]["find"]["include"]
+    for variant in LOCKS:
+        names = tarfile.open(tmp_path / f"context-{variant}.tar").getnames()
+        copied = [s.replace("${VARIANT}", variant).rstrip("/") for s in sources]
+        assert copied == [f"images/requirements-{variant}.lock", f"images/wheels/{variant}", "src"]
+
+        def under(name, roots):
+            return any(name == root or name.startswith(root + "/") for root in roots)
+
+        for source in copied:
+            assert any(under(name, [source]) for name in names), (variant, source)
+        assert [n for n in names if not under(n, [*copied, "images/Dockerfile"])] == []
+        src = {name.split("/")[1] for name in names if name.startswith("src/")}
+        assert src == {"pyproject.toml", "README.md", "components", "pipeline"}
+        assert all(any(fnmatch.fnmatch(top, pattern) for top in src) for pattern in installed)
+        assert "src/components/qa/features.py" in names and not any(".pyc" in n for n in names)
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)

@@ -6,21 +6,18 @@ import datasets
 import pytest
 
 from components.qa.errors import InvalidInputError
-from components.qa.squad_io import validate_examples, fingerprint, load_split
-from tests.component.servers import s3, s3_endpoint  # noqa: F401 (fixtures)
-from tests.conftest import REPO, write_json
-
-SAMPLE = REPO / "data" / "squad-sample"
+from components.qa.squad_io import fingerprint, load_split, validate_examples
+from tests.conftest import SQUAD_SAMPLE, write_json
 
 
 def sample_doc(articles=1):
-    doc = json.loads((SAMPLE / "validation.json").read_text())
+    doc = json.loads((SQUAD_SAMPLE / "validation.json").read_text())
     return {"version": doc["version"], "data": doc["data"][:articles]}
 
 
 def test_sample_by_split_pattern_and_by_folder_agree():
-    by_pattern = load_split(str(SAMPLE / "{split}.json"), "validation")
-    by_folder = load_split(str(SAMPLE), "validation")
+    by_pattern = load_split(str(SQUAD_SAMPLE / "{split}.json"), "validation")
+    by_folder = load_split(str(SQUAD_SAMPLE), "validation")
     assert len(by_pattern) == 721
     assert fingerprint(by_pattern) == fingerprint(by_folder)
     row = by_pattern[0]
@@ -28,7 +25,7 @@ def test_sample_by_split_pattern_and_by_folder_agree():
 
 
 def test_jsonl_parquet_and_folder_of_json_files(tmp_path):
-    reference = load_split(str(SAMPLE / "{split}.json"), "validation").select(range(50))
+    reference = load_split(str(SQUAD_SAMPLE / "{split}.json"), "validation").select(range(50))
     reference.to_json(tmp_path / "train.jsonl")
     reference.to_parquet(tmp_path / "validation.parquet")
     assert fingerprint(load_split(str(tmp_path), "train")) == fingerprint(reference)
@@ -43,7 +40,7 @@ def test_jsonl_parquet_and_folder_of_json_files(tmp_path):
 
 def test_v2_unanswerable_records(dev_v2_path):
     data = load_split(str(dev_v2_path), "validation")
-    assert len(data) == 1407 and sum(not a["text"] for a in data["answers"]) == 702
+    assert len(data) == 534 and sum(not a["text"] for a in data["answers"]) == 246
 
 
 @pytest.mark.parametrize("content, field, message", [
@@ -76,7 +73,7 @@ def test_non_utf8_file(tmp_path):
 
 def test_missing_split_and_missing_columns(tmp_path):
     with pytest.raises(InvalidInputError, match="no data for split 'train2'"):
-        load_split(str(SAMPLE), "train2")
+        load_split(str(SQUAD_SAMPLE), "train2")
     datasets.Dataset.from_dict({"id": ["a"], "question": ["q"]}).to_json(tmp_path / "train.jsonl")
     with pytest.raises(InvalidInputError, match=r"record 'line 1, id a', field 'context': expected str, "
                                                 r"got nothing"):
@@ -84,15 +81,15 @@ def test_missing_split_and_missing_columns(tmp_path):
 
 
 def test_duplicate_ids_are_rejected():
-    data = load_split(str(SAMPLE / "{split}.json"), "validation").select([0, 1, 0])
+    data = load_split(str(SQUAD_SAMPLE / "{split}.json"), "validation").select([0, 1, 0])
     with pytest.raises(InvalidInputError, match="id is used twice .the same question"):
         validate_examples(data, "x")
 
 
 def test_s3_source_through_fsspec(s3):
-    s3.put_object(Bucket="squad", Key="v1/validation.json", Body=(SAMPLE / "validation.json").read_bytes())
+    s3.put_object(Bucket="squad", Key="v1/validation.json", Body=(SQUAD_SAMPLE / "validation.json").read_bytes())
     remote = load_split("s3://squad/v1/{split}.json", "validation")
-    local = load_split(str(SAMPLE / "{split}.json"), "validation")
+    local = load_split(str(SQUAD_SAMPLE / "{split}.json"), "validation")
     assert fingerprint(remote) == fingerprint(local)
     with pytest.raises(InvalidInputError, match="s3://squad/v1/train.json does not exist"):
         load_split("s3://squad/v1/{split}.json", "train")

@@ -17,18 +17,16 @@ import pyarrow.parquet as pq
 import pytest
 from kfp import dsl
 
-from components.qa import retry
 from components.download import download
 from components.io.featurize import featurize
 from components.io.model_source import snapshot_model
-from components.qa import squad_io
+from components.qa import retry, squad_io
 from components.qa.errors import InvalidInputError
 from components.qa.squad_io import MAX_CONTEXT_CHARS, fingerprint, load_checked, load_split
 from pipeline.parameters import profile_parameters
-from tests.component.servers import http_root, s3, s3_endpoint  # noqa: F401 (fixtures)
-from tests.conftest import REPO
+from tests.conftest import SQUAD_SAMPLE
 
-SAMPLE = json.loads((REPO / "data/squad-sample/validation.json").read_text())
+SAMPLE = json.loads((SQUAD_SAMPLE / "validation.json").read_text())
 FIRST_QA = ("data", 0, "paragraphs", 0, "qas", 0)
 
 
@@ -78,7 +76,8 @@ DATA_CASES = [
     ("top level not an object", "[1, 2]", (None, "(top level)", "expected dict")),
     ("no data list", '{"version": "1.1"}', (None, "data", "expected list")),
     ("empty split", '{"version": "1.1", "data": []}', (None, None, "has no questions")),
-    ("missing context", doc_with(lambda d: para(d).pop("context")), ("data[0].paragraphs[0]", "context", "expected str")),
+    ("missing context", doc_with(lambda d: para(d).pop("context")),
+     ("data[0].paragraphs[0]", "context", "expected str")),
     ("missing question", doc_with(lambda d: qa(d).pop("question")), (QID, "question", "expected str")),
     ("mistyped answer_start", doc_with(lambda d: qa(d)["answers"][0].__setitem__("answer_start", "12")),
      (QID, "answers[0].answer_start", "expected int")),
@@ -175,9 +174,11 @@ def popper(key):
 #        SQuAD JSON record when it is not the id)
 ROW_CASES = {
     "answer_start as a string": (answer_setter("answer_start", "82"), None,
-                                 ("answers[0].answer_start", "answers.answer_start[0]"), "expected int, got str ('82')", None),
+                                 ("answers[0].answer_start", "answers.answer_start[0]"),
+                                 "expected int, got str ('82')", None),
     "answer_start as a float": (answer_setter("answer_start", 82.0), None,
-                                ("answers[0].answer_start", "answers.answer_start[0]"), "expected int, got float", None),
+                                ("answers[0].answer_start", "answers.answer_start[0]"),
+                                "expected int, got float", None),
     "answer text as a number": (answer_setter("text", 12), None,
                                 ("answers[0].text", "answers.text[0]"), "expected str, got int", None),
     "id as a number": (lambda row: row.__setitem__("id", 7), None, ("id", "id"), "expected str, got int",
@@ -189,7 +190,8 @@ ROW_CASES = {
     "title as a number": (setter("title", 3), None, ("title", "title"), "expected str, got int", None),
     "answers of the wrong shape": (setter("answers", "Denver"), None, ("answers", "answers"),
                                    "expected", None),
-    "negative answer_start": (lambda row: row["answers"].__setitem__("answer_start", [-3] * len(row["answers"]["text"])),
+    "negative answer_start": (lambda row: row["answers"].__setitem__(
+                                  "answer_start", [-3] * len(row["answers"]["text"])),
                               1, ("answers[0].answer_start", "answers.answer_start[0]"), "is negative", None),
     "is_impossible with answers": (setter("is_impossible", True), 1, ("answers", "answers"),
                                    "is_impossible is true", None),
@@ -480,7 +482,7 @@ def test_preprocessing_tokenizes_a_batch_in_slices_of_bounded_characters(tokeniz
     from components.qa import features as qf
     from tests.conftest import columns
 
-    examples = columns(load_split(str(REPO / "data/squad-sample/{split}.json"), "validation")
+    examples = columns(load_split(str(SQUAD_SAMPLE / "{split}.json"), "validation")
                        .select(range(60)).to_list())
     kwargs = {"tokenizer": tokenizer, "max_length": 128, "doc_stride": 64}
     whole = fz.arrow_features(examples, split, **kwargs)
@@ -606,8 +608,12 @@ def test_broken_weights_are_rejected_at_download_naming_the_file(tmp_path, minil
 def test_deberta_gets_eager_attention_chosen_at_download(tmp_path, minilm_path):
     """DeBERTa has no sdpa kernel: the loader used to force sdpa and fine-tune failed."""
     import torch
-    from transformers import (AutoModelForQuestionAnswering, AutoTokenizer, DebertaV2Config,
-                              DebertaV2ForQuestionAnswering)
+    from transformers import (
+        AutoModelForQuestionAnswering,
+        AutoTokenizer,
+        DebertaV2Config,
+        DebertaV2ForQuestionAnswering,
+    )
 
     from components.qa.training import load_qa_model
 
@@ -629,15 +635,38 @@ def test_deberta_gets_eager_attention_chosen_at_download(tmp_path, minilm_path):
     assert snapshot_model(minilm_path, "", str(tmp_path / "bert"))["attention"] == "sdpa"
 
 
-def test_trust_remote_code_stays_off(tmp_path):
-    """A model asking for remote code is never executed unless explicitly enabled."""
-    from transformers import BertConfig
+def test_trust_remote_code_stays_off(tmp_path, minilm_path):
+    """A model whose config.json points at its own code (auto_map) never runs it: with a
+    built-in model_type download and fine-tune's loader use the built-in classes; with a custom
+    one both refuse it (trust_remote_code is never turned on)."""
+    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
-    config = BertConfig(num_hidden_layers=1)
-    config.auto_map = {"AutoConfig": "evil.EvilConfig"}
-    config.save_pretrained(tmp_path / "remote")
-    (tmp_path / "remote" / "evil.py").write_text("raise SystemExit('remote code ran')\n")
-    try:
-        snapshot_model(str(tmp_path / "remote"), "", str(tmp_path / "o"))
-    except InvalidInputError:
-        pass  # refusing is fine; running evil.py is not
+    from components.qa.training import load_qa_model
+
+    ran = tmp_path / "remote-code-ran"  # what importing the model's code would leave behind
+    model = tmp_path / "remote"
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    BertForQuestionAnswering(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32,
+                                        num_hidden_layers=1, num_attention_heads=2,
+                                        intermediate_size=37)).save_pretrained(model)
+    tokenizer.save_pretrained(model)
+    (model / "evil.py").write_text(f"import pathlib\npathlib.Path({str(ran)!r}).touch()\n")
+    config = json.loads((model / "config.json").read_text())
+    auto_map = {"AutoConfig": "evil.EvilConfig", "AutoModelForQuestionAnswering": "evil.EvilQA"}
+
+    (model / "config.json").write_text(json.dumps(dict(config, auto_map=auto_map)))
+    meta = snapshot_model(str(model), "", str(tmp_path / "snapshot"))
+    assert meta["model_type"] == "bert"
+    assert type(load_qa_model(str(tmp_path / "snapshot"))) is BertForQuestionAnswering
+
+    (model / "config.json").write_text(json.dumps(dict(config, auto_map=auto_map,
+                                                       model_type="evil-bert")))
+    with pytest.raises(InvalidInputError) as err:
+        snapshot_model(str(model), "", str(tmp_path / "custom"))
+    assert "the config cannot be loaded" in err.value.problem and err.value.field == "model"
+    assert "contains custom code which must be executed" in err.value.problem
+    assert err.value.source == str(tmp_path / "custom" / "config.json")
+    with pytest.raises(InvalidInputError, match="trust_remote_code=True") as err:
+        load_qa_model(str(model))
+    assert err.value.field == "model_name_or_path"
+    assert not ran.exists()

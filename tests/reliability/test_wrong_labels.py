@@ -1,6 +1,7 @@
 """Silent wrong results (issue #13): labels that point off their answer, a run trained on no
 answer, answers with a leading space, the SQuAD v2.0 threshold. Real SQuAD text through
-real (small, offline) tokenizers of several families: tests/tokenizer_families.py."""
+real (small, offline) tokenizers of several families: tests/tokenizer_families.py, through
+the `tokenizer_family_dirs` fixture."""
 
 from __future__ import annotations
 
@@ -13,11 +14,9 @@ import pytest
 from components.qa.features import prepare_train_features
 from components.qa.metrics import normalize_answer
 from components.qa.training import QACollator
-from tests.conftest import columns
-from tests.tokenizer_families import tokenizer_family_dirs  # noqa: F401 (a fixture)
+from tests.conftest import SQUAD_SAMPLE, columns
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE_TRAIN = REPO / "data" / "squad-sample" / "train.json"
+SAMPLE_TRAIN = SQUAD_SAMPLE / "train.json"
 
 
 def sample_rows(count: int, skip: int = 0) -> list[dict]:

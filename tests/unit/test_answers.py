@@ -3,8 +3,7 @@ that holds no answer."""
 
 import pytest
 
-from components.qa.answers import (SQUAD_V1, SQUAD_V2, check_trainable, count_unanswerable,
-                                   squad_version)
+from components.qa.answers import SQUAD_V1, SQUAD_V2, check_trainable, count_unanswerable, squad_version
 from components.qa.errors import InvalidInputError
 
 

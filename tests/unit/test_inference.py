@@ -33,7 +33,7 @@ def tiny_model(tokenizer):
 
 @pytest.fixture(scope="module")
 def examples(dev_v1_rows):
-    """48 questions over contexts from the shortest to the longest of dev-v1.1."""
+    """48 questions over contexts from the shortest to the longest of the dev-v1.1 sample."""
     by_length = sorted(dev_v1_rows, key=lambda r: len(r["context"]))
     picked = [by_length[i] for i in np.linspace(0, len(by_length) - 1, 48).astype(int)]
     return columns(picked)
