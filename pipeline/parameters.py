@@ -31,7 +31,12 @@ from typing import Any, Callable, Mapping
 from components.qa.answers import ANSWER_POLICIES
 from components.qa.errors import InvalidInputError
 from components.qa.squad_io import MAX_CONTEXT_CHARS
-from components.qa.training import Check, TrainConfig, training_length_problem, value_rule
+from components.qa.training import (
+    Check,
+    TrainConfig,
+    training_length_problem,
+    value_rule,
+)
 
 SAMPLE_DATA = "data/squad-sample/{split}.json"  # relative to the repository; staged by `run --local`
 
