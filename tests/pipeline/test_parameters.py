@@ -18,6 +18,7 @@ from components.deploy import deploy_model
 from components.download import download
 from components.evaluate import evaluate
 from components.fine_tune import fine_tune
+from components.launch import entry
 from components.preprocess import preprocess_train, preprocess_validation
 from components.qa import training
 from components.qa.errors import InvalidInputError
@@ -136,6 +137,11 @@ def test_machine_checks_wait_until_training_starts(monkeypatch):
     assert str(caught.value) == ("in TrainConfig, field 'precision': fp16 mixed precision needs a "
                                  "CUDA GPU and none is visible. Use precision='auto' (fp32 on CPU) "
                                  "or 'bf16'.")
+    # the fine-tune step checks once before it spawns torchrun ranks (or trains in-process)
+    monkeypatch.setattr(entry.subprocess, "run", lambda *a, **k: pytest.fail("spawned ranks"))
+    for processes in (1, 2):
+        with pytest.raises(InvalidInputError, match="fp16 mixed precision needs a CUDA GPU"):
+            entry.launch(processes, "no-features", "no-model", "no-output", config)
     monkeypatch.setattr(training, "_cuda", lambda: True)
     monkeypatch.setattr(training, "_cuda_capability", lambda: (7, 0))
     TrainConfig(precision="fp16").check_machine()
