@@ -34,12 +34,13 @@ from components.launch.accelerator import ACCELERATOR_ENV
 from components.fine_tune import fine_tune
 from components.preprocess import preprocess_train, preprocess_validation
 from components.register import register_model
-from pipeline.parameters import DEFAULTS as D
+from pipeline.parameters import step_args, taking_parameters
 from pipeline.serving import predictor_settings
 from pipeline.settings import CompileSettings
 from pipeline.steps import DEPLOY, DOWNLOAD, EVALUATE, FINE_TUNE, PREPROCESS, REGISTER, TRAINJOB_LAUNCHER, Step
 
 PIPELINE_NAME = "qa-finetune"
+Outputs = NamedTuple("Outputs", [("metrics", Metrics), ("model", Model), ("report", Markdown)])
 
 
 def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: bool = False):
@@ -83,33 +84,9 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="Fine-tune and evaluate an extractive QA model on SQuAD-style data, "
                               "then register it.")
-    def qa_finetune(
-        dataset: str = D["dataset"], dataset_config: str = D["dataset_config"],
-        dataset_revision: str = D["dataset_revision"], train_split: str = D["train_split"],
-        validation_split: str = D["validation_split"], max_train_samples: int = D["max_train_samples"],
-        max_eval_samples: int = D["max_eval_samples"], answer_policy: str = D["answer_policy"],
-        max_context_chars: int = D["max_context_chars"],
-        model: str = D["model"], model_revision: str = D["model_revision"],
-        max_length: int = D["max_length"], doc_stride: int = D["doc_stride"],
-        learning_rate: float = D["learning_rate"], num_train_epochs: float = D["num_train_epochs"],
-        max_steps: int = D["max_steps"], batch_size: int = D["batch_size"],
-        weight_decay: float = D["weight_decay"], warmup_fraction: float = D["warmup_fraction"],
-        seed: int = D["seed"], precision: str = D["precision"], checkpoint_dir: str = D["checkpoint_dir"],
-        save_steps: int = D["save_steps"], save_minutes: float = D["save_minutes"],
-        num_nodes: int = settings.num_nodes,
-        n_best: int = D["n_best"], max_answer_length: int = D["max_answer_length"],
-        eval_batch_size: int = D["eval_batch_size"],
-        null_score_diff_threshold: float = D["null_score_diff_threshold"],
-        model_name: str = D["model_name"],
-        model_version: str = D["model_version"], min_f1: float = D["min_f1"],
-        registry_uri: str = D["registry_uri"], deploy: bool = D["deploy"],
-    ) -> NamedTuple("Outputs", [("metrics", Metrics), ("model", Model), ("report", Markdown)]):
-        fetched = sized(download_op(
-            dataset=dataset, dataset_config=dataset_config, dataset_revision=dataset_revision,
-            train_split=train_split, validation_split=validation_split,
-            max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
-            answer_policy=answer_policy, max_context_chars=max_context_chars, model=model,
-            model_revision=model_revision), DOWNLOAD)
+    @taking_parameters(num_nodes=settings.num_nodes)  # the signature: pipeline/parameters.py
+    def qa_finetune(p) -> Outputs:
+        fetched = sized(download_op(**step_args(DOWNLOAD, p)), DOWNLOAD)
         # no retry: a wrong input fails the same way every time; network reads retry inside the step
         kubernetes.use_secret_as_env(fetched, secret_name=settings.hf_token_secret,
                                      secret_key_to_env={"HF_TOKEN": "HF_TOKEN"}, optional=True)
@@ -120,19 +97,15 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
 
         train_features = sized(preprocess_train_op(
             train_data=fetched.outputs["train_data"], base_model=fetched.outputs["base_model"],
-            max_length=max_length, doc_stride=doc_stride), PREPROCESS)
+            **step_args(PREPROCESS, p)), PREPROCESS)
         validation_features = sized(preprocess_validation_op(
             validation_data=fetched.outputs["validation_data"], base_model=fetched.outputs["base_model"],
-            max_length=max_length, doc_stride=doc_stride), PREPROCESS)
+            **step_args(PREPROCESS, p)), PREPROCESS)
 
         trained = sized(fine_tune_op(
             train_features=train_features.outputs["train_features"],
-            base_model=fetched.outputs["base_model"], learning_rate=learning_rate,
-            num_train_epochs=num_train_epochs, max_steps=max_steps, batch_size=batch_size,
-            weight_decay=weight_decay, warmup_fraction=warmup_fraction, seed=seed,
-            precision=precision, checkpoint_dir=checkpoint_dir, num_nodes=num_nodes,
-            trainjob=settings.trainjob(), save_steps=save_steps, save_minutes=save_minutes,
-            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
+            base_model=fetched.outputs["base_model"], **step_args(FINE_TUNE, p),
+            trainjob=settings.trainjob(), run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
             TRAINJOB_LAUNCHER if launcher else FINE_TUNE, accelerator=not launcher)
         # preempted (SIGTERM) or lost node: the retry resumes from the checkpoint in checkpoint_dir
         trained.set_retry(num_retries=2, backoff_duration="60s")
@@ -140,30 +113,24 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
         scored = sized(evaluate_op(
             model=trained.outputs["model"], validation_data=fetched.outputs["validation_data"],
             validation_features=validation_features.outputs["validation_features"],
-            n_best=n_best, max_answer_length=max_answer_length, batch_size=eval_batch_size,
-            null_score_diff_threshold=null_score_diff_threshold),
+            **step_args(EVALUATE, p)),
             EVALUATE, accelerator=settings.eval_on_gpu)
 
         registered = sized(register_op(
             model=trained.outputs["model"], metrics=scored.outputs["metrics"],
-            train_data=fetched.outputs["train_data"], model_name=model_name,
-            model_version=model_version, min_f1=min_f1, registry_uri=registry_uri,
+            train_data=fetched.outputs["train_data"], **step_args(REGISTER, p),
             pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), REGISTER)
         registered.set_caching_options(enable_caching=False)
         registry_env(registered)
         if with_deploy:
             deployed = sized(cpu(deploy_model)(
                 model=trained.outputs["model"], metrics=scored.outputs["metrics"],
-                registration=registered.outputs["registration"], deploy=deploy,
-                model_name=model_name, model_version=model_version, min_f1=min_f1,
-                registry_uri=registry_uri, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                max_length=max_length,
-                doc_stride=doc_stride, n_best=n_best, max_answer_length=max_answer_length,
+                registration=registered.outputs["registration"], **step_args(DEPLOY, p),
+                pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 predictor=predictor_settings(settings)), DEPLOY)
             deployed.set_caching_options(enable_caching=False)
             registry_env(deployed)
-        outputs = NamedTuple("Outputs", [("metrics", Metrics), ("model", Model), ("report", Markdown)])
-        return outputs(metrics=scored.outputs["metrics"], model=trained.outputs["model"],
+        return Outputs(metrics=scored.outputs["metrics"], model=trained.outputs["model"],
                        report=scored.outputs["report"])
 
     return qa_finetune

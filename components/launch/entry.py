@@ -72,6 +72,7 @@ def entry_args(features: str, base_model: str, output: str, config: TrainConfig,
 def launch(processes: int, features: str, base_model: str, output: str, config: TrainConfig,
            logging_dir: str | None = None, checkpoint_dir: str | None = None) -> dict:
     """Train with `processes` data-parallel ranks on this node (1: in this process)."""
+    config.check_machine()  # here, not in every torchrun rank: one clear error, before any spawn
     if processes <= 1:
         return train(features, base_model, output, config, logging_dir, checkpoint_dir)
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",

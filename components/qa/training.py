@@ -35,7 +35,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from transformers import TrainerCallback
 
@@ -49,8 +49,45 @@ LENGTH_COLUMN = "length"  # number of real (non-padding) tokens per feature
 REQUIRED_COLUMNS = ("input_ids", "attention_mask", "start_positions", "end_positions")
 
 
-def _f(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+Check = Callable[[str, Any], "tuple[str, str] | None"]  # (name, value) -> (problem, fix) or None
+
+
+def value_rule(ok: Callable[[Any], bool], problem: str, fix: str) -> Check:
+    """A value check: None when `ok(value)`, else `problem` and `fix` formatted with the field's
+    name and value. The caller names the field: a pipeline parameter reuses the check under its
+    own name (batch_size for per_device_train_batch_size)."""
+    def check(name: str, value: Any) -> tuple[str, str] | None:
+        return None if ok(value) else (problem.format(name=name, value=value),
+                                       fix.format(name=name, value=value))
+    return check
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+POSITIVE_INT = value_rule(_positive_int, "{name}={value!r} must be a positive integer",
+                          "Pass {name} >= 1.")
+
+
+def _known_scheduler(name: str, value: Any) -> tuple[str, str] | None:
+    from transformers import SchedulerType
+
+    schedules = [s.value for s in SchedulerType]
+    return None if value in schedules else (f"unknown {name} {value!r}", f"Use one of {schedules}.")
+
+
+def training_length_problem(num_train_epochs: float, max_steps: int) -> tuple[str, str] | None:
+    """The one cross-field check of the training length: epochs, or steps when max_steps > 0."""
+    if max_steps <= 0 and not num_train_epochs > 0:
+        return (f"num_train_epochs={num_train_epochs} with max_steps={max_steps} trains nothing",
+                "Set num_train_epochs > 0, or max_steps > 0 to count steps instead.")
+    return None
+
+
+def _f(default: Any, help: str, check: Check | None = None) -> Any:
+    """A field with its help (shown in the pipeline's parameter table) and its value check."""
+    return field(default=default, metadata={"help": help, "check": check})
 
 
 def _cuda() -> bool:
@@ -67,31 +104,51 @@ def _cuda_capability() -> tuple[int, int]:
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters and speed settings of one fine-tuning run."""
+    """Hyperparameters and speed settings of one fine-tuning run.
+
+    Each field carries its help and its value check (`_f`); the pipeline's training
+    parameters are built from them (pipeline/parameters.py). Construction checks values
+    only; what this machine can run (fp16 needs CUDA, bf16 an Ampere GPU) is
+    `check_machine`, called where training starts.
+    """
 
     # optimisation (the BERT SQuAD recipe)
-    learning_rate: float = _f(3e-5, "Peak learning rate of AdamW.")
+    learning_rate: float = _f(3e-5, "Peak learning rate of AdamW.", value_rule(
+        lambda v: 0 < v < 1, "{name}={value} must be in (0, 1)",
+        "Use e.g. 3e-5 for BERT-base, 1e-4 to 3e-4 for small models."))
     num_train_epochs: float = _f(2.0, "Passes over the training features.")
     max_steps: int = _f(-1, "Optimizer steps to run; overrides num_train_epochs when > 0.")
-    per_device_train_batch_size: int = _f(48, "Features per batch on each device.")
-    gradient_accumulation_steps: int = _f(1, "Batches accumulated into one optimizer step.")
-    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
-    warmup_fraction: float = _f(0.1, "Fraction of the steps with a linear warmup, in [0, 1).")
-    lr_scheduler_type: str = _f("linear", "Learning-rate schedule after warmup.")
+    per_device_train_batch_size: int = _f(48, "Features per batch on each device.", POSITIVE_INT)
+    gradient_accumulation_steps: int = _f(1, "Batches accumulated into one optimizer step.",
+                                          POSITIVE_INT)
+    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm).",
+                             value_rule(lambda v: v >= 0, "{name}={value} must be >= 0",
+                                        "Use 0.01 (or 0 to disable)."))
+    warmup_fraction: float = _f(0.1, "Fraction of the steps with a linear warmup, in [0, 1).",
+                                value_rule(lambda v: 0 <= v < 1, "{name}={value} must be in [0, 1)",
+                                           "Give a fraction of the training steps, e.g. 0.1."))
+    lr_scheduler_type: str = _f("linear", "Learning-rate schedule after warmup.", _known_scheduler)
     optim: str = _f("auto", "Optimizer; auto = adamw_torch_fused on CUDA, adamw_torch on CPU.")
     seed: int = _f(42, "Seed of the QA head initialisation, sampling and dropout.")
 
     # speed
     precision: str = _f("auto", "auto (bf16 on Ampere+, fp16 on older GPUs, fp32 on CPU), "
-                                "bf16, fp16 (CUDA only, with loss scaling) or fp32.")
+                                "bf16, fp16 (CUDA only, with loss scaling) or fp32.",
+                        value_rule(lambda v: v in PRECISIONS, "unknown {name} {value!r}",
+                                   f"Use one of {PRECISIONS}."))
     group_by_length: bool = _f(True, "Batch features of similar lengths together.")
-    pad_to_multiple_of: int = _f(8, "Round each batch's padded length up to a multiple of this.")
+    pad_to_multiple_of: int = _f(8, "Round each batch's padded length up to a multiple of this.",
+                                 POSITIVE_INT)
     pad_to_max_length: bool = _f(False, "Baseline: pad every batch to max_length instead of "
                                         "its longest feature.")
     max_length: int = _f(384, "The max_length the features were built with "
-                              "(used by pad_to_max_length).")
-    dataloader_num_workers: int | str = _f("auto", "Data loader processes; auto = 2 on GPU, "
-                                                   "0 on CPU.")
+                              "(used by pad_to_max_length).", POSITIVE_INT)
+    dataloader_num_workers: int | str = _f(
+        "auto", "Data loader processes; auto = 2 on GPU, 0 on CPU.",
+        value_rule(lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool)
+                                             and v >= 0),
+                   "{name}={value!r} must be 'auto' or an integer >= 0",
+                   "Use 'auto', 0 (main process) or e.g. 2."))
     torch_compile: bool = _f(False, "Compile the model with torch.compile (recompiles per "
                                     "padded length at first).")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
@@ -99,68 +156,50 @@ class TrainConfig:
     attn_implementation: str = _f("sdpa", "Attention kernel: sdpa, eager, flash_attention_2, ...")
 
     # logging and checkpoints
-    logging_steps: int = _f(50, "Log loss and learning rate every this many steps.")
-    save_steps: int = _f(500, "Checkpoint every this many steps (0: not by steps).")
+    logging_steps: int = _f(50, "Log loss and learning rate every this many steps.", POSITIVE_INT)
+    save_steps: int = _f(500, "Checkpoint every this many steps (0: not by steps).", value_rule(
+        lambda v: v >= 0, "{name}={value} must be >= 0", "Use 0 for no checkpoints, or e.g. 500."))
     save_minutes: float = _f(0.0, "Also checkpoint when this many minutes passed since the last "
-                                  "checkpoint (0: not by time).")
-    save_total_limit: int = _f(2, "Checkpoints kept; older ones are deleted.")
-    report_to: str = _f("tensorboard", "Where the Trainer reports: tensorboard or none.")
+                                  "checkpoint (0: not by time).", value_rule(
+        lambda v: v >= 0, "{name}={value} must be >= 0",
+        "Use 0 for no timed checkpoints, or e.g. 30."))
+    save_total_limit: int = _f(2, "Checkpoints kept; older ones are deleted.", value_rule(
+        lambda v: v >= 1, "{name}={value} must be >= 1",
+        "Keep at least the latest checkpoint, e.g. 2."))
+    report_to: str = _f("tensorboard", "Where the Trainer reports: tensorboard or none.",
+                        value_rule(lambda v: v in ("tensorboard", "none"),
+                                   "unknown {name} {value!r}", "Use 'tensorboard' or 'none'."))
 
     def __post_init__(self):
-        def bad(field_name: str, problem: str, fix: str):
-            raise InvalidInputError(problem, fix=fix, source="TrainConfig", field=field_name)
+        self.check_values()
 
-        if not self.learning_rate > 0:
-            bad("learning_rate", f"learning_rate={self.learning_rate} must be > 0",
-                "Use e.g. 3e-5 for BERT-base, 1e-4 to 3e-4 for small models.")
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps",
-                     "pad_to_multiple_of", "max_length", "logging_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                bad(name, f"{name}={value!r} must be a positive integer",
-                    f"Pass {name} >= 1.")
-        if self.max_steps <= 0 and not self.num_train_epochs > 0:
-            bad("num_train_epochs", f"num_train_epochs={self.num_train_epochs} with "
-                f"max_steps={self.max_steps} trains nothing",
-                "Set num_train_epochs > 0, or max_steps > 0 to count steps instead.")
-        if self.weight_decay < 0:
-            bad("weight_decay", f"weight_decay={self.weight_decay} must be >= 0",
-                "Use 0.01 (or 0 to disable).")
-        if not 0 <= self.warmup_fraction < 1:
-            bad("warmup_fraction", f"warmup_fraction={self.warmup_fraction} must be in [0, 1)",
-                "Give a fraction of the training steps, e.g. 0.1.")
-        from transformers import SchedulerType
+    def check_values(self) -> None:
+        """Each field's check, then the training length: pure, the same on any machine."""
+        def bad(field_name: str, problem: tuple[str, str]):
+            raise InvalidInputError(problem[0], fix=problem[1], source="TrainConfig",
+                                    field=field_name)
 
-        schedules = [s.value for s in SchedulerType]
-        if self.lr_scheduler_type not in schedules:
-            bad("lr_scheduler_type", f"unknown lr_scheduler_type {self.lr_scheduler_type!r}",
-                f"Use one of {schedules}.")
-        if self.precision not in PRECISIONS:
-            bad("precision", f"unknown precision {self.precision!r}", f"Use one of {PRECISIONS}.")
+        for f in dataclasses.fields(self):
+            check = f.metadata.get("check")
+            problem = check and check(f.name, getattr(self, f.name))
+            if problem:
+                bad(f.name, problem)
+        problem = training_length_problem(self.num_train_epochs, self.max_steps)
+        if problem:
+            bad("num_train_epochs", problem)
+
+    def check_machine(self) -> None:
+        """What this machine cannot run: fp16 without CUDA, bf16 on a GPU older than Ampere."""
+        def bad(problem: str, fix: str):
+            raise InvalidInputError(problem, fix=fix, source="TrainConfig", field="precision")
+
         if self.precision == "fp16" and not _cuda():
-            bad("precision", "fp16 mixed precision needs a CUDA GPU and none is visible",
+            bad("fp16 mixed precision needs a CUDA GPU and none is visible",
                 "Use precision='auto' (fp32 on CPU) or 'bf16'.")
         if self.precision == "bf16" and _cuda() and _cuda_capability() < (8, 0):
-            bad("precision", f"bf16 needs an Ampere or newer GPU; this one has compute "
+            bad(f"bf16 needs an Ampere or newer GPU; this one has compute "
                 f"capability {'.'.join(map(str, _cuda_capability()))}",
                 "Use precision='fp16' (with loss scaling) or 'auto'.")
-        workers = self.dataloader_num_workers
-        if workers != "auto" and (not isinstance(workers, int) or isinstance(workers, bool)
-                                  or workers < 0):
-            bad("dataloader_num_workers", f"dataloader_num_workers={workers!r} must be 'auto' "
-                "or an integer >= 0", "Use 'auto', 0 (main process) or e.g. 2.")
-        if self.save_steps < 0:
-            bad("save_steps", f"save_steps={self.save_steps} must be >= 0",
-                "Use 0 for no checkpoints, or e.g. 500.")
-        if self.save_minutes < 0:
-            bad("save_minutes", f"save_minutes={self.save_minutes} must be >= 0",
-                "Use 0 for no timed checkpoints, or e.g. 30.")
-        if self.save_total_limit < 1:
-            bad("save_total_limit", f"save_total_limit={self.save_total_limit} must be >= 1",
-                "Keep at least the latest checkpoint, e.g. 2.")
-        if self.report_to not in ("tensorboard", "none"):
-            bad("report_to", f"unknown report_to {self.report_to!r}",
-                "Use 'tensorboard' or 'none'.")
 
     @classmethod
     def baseline(cls, **overrides: Any) -> TrainConfig:
@@ -177,9 +216,10 @@ class TrainConfig:
         return "bf16" if _cuda_capability() >= (8, 0) else "fp16"
 
     def training_arguments(self, output_dir: str):
-        """The `TrainingArguments` of this config on this machine."""
+        """The `TrainingArguments` of this config on this machine (checked against it first)."""
         from transformers import TrainingArguments
 
+        self.check_machine()
         cuda = _cuda()
         precision = self.resolved_precision()
         workers = self.dataloader_num_workers
@@ -422,6 +462,7 @@ def train_qa_model(model_name_or_path, train_features, output_dir: str, config: 
         latest_complete_checkpoint,
     )
 
+    config.check_machine()  # before loading anything: fp16 on a CPU-only machine stops here
     set_seed(config.seed)  # the QA head is initialised when the model loads
     if isinstance(model_name_or_path, PreTrainedModel):
         model = model_name_or_path

@@ -21,7 +21,8 @@ QUICK = dict(per_device_train_batch_size=8, logging_steps=4, save_steps=0, repor
 
 
 @pytest.mark.parametrize("kwargs, field, message", [
-    (dict(learning_rate=0.0), "learning_rate", "must be > 0"),
+    (dict(learning_rate=0.0), "learning_rate", "must be in (0, 1)"),
+    (dict(learning_rate=2.0), "learning_rate", "must be in (0, 1)"),
     (dict(per_device_train_batch_size=0), "per_device_train_batch_size", "positive integer"),
     (dict(num_train_epochs=0, max_steps=-1), "num_train_epochs", "trains nothing"),
     (dict(precision="fp8"), "precision", "unknown precision 'fp8'"),
@@ -51,20 +52,25 @@ def test_precision_on_gpus(monkeypatch, capability, auto, bf16_ok):
     monkeypatch.setattr(training, "_cuda_capability", lambda: capability)
     assert TrainConfig().resolved_precision() == auto
     assert TrainConfig(precision="fp16").resolved_precision() == "fp16"
+    bf16 = TrainConfig(precision="bf16")  # a value check only: any machine builds it
     if bf16_ok:
-        assert TrainConfig(precision="bf16").resolved_precision() == "bf16"
+        bf16.check_machine()
+        assert bf16.resolved_precision() == "bf16"
     else:
         with pytest.raises(InvalidInputError, match="Ampere") as err:
-            TrainConfig(precision="bf16")
-        assert "fp16" in err.value.fix
+            bf16.check_machine()
+        assert "fp16" in err.value.fix and err.value.field == "precision"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU defaults")
 def test_cpu_defaults():
     config = TrainConfig()
     assert config.resolved_precision() == "fp32"
-    with pytest.raises(InvalidInputError, match="CUDA"):
-        TrainConfig(precision="fp16")
+    fp16 = TrainConfig(precision="fp16")  # built on a laptop that submits a GPU run
+    for where_training_starts in (fp16.check_machine, lambda: fp16.training_arguments("unused"),
+                                  lambda: train_qa_model("no-such/model", {}, "unused", fp16)):
+        with pytest.raises(InvalidInputError, match="fp16 mixed precision needs a CUDA GPU"):
+            where_training_starts()
     args = config.training_arguments("unused")
     assert (args.bf16, args.fp16, args.dataloader_num_workers) == (False, False, 0)
     assert args.train_sampling_strategy == "group_by_length"
