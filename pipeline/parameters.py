@@ -15,7 +15,7 @@ from typing import Any
 
 from components.qa.answers import ANSWER_POLICIES
 from components.qa.errors import InvalidInputError
-from components.qa.squad_io import MAX_CONTEXT_CHARS
+from components.qa.squad_records import MAX_CONTEXT_CHARS
 
 SAMPLE_DATA = "data/squad-sample/{split}.json"  # relative to the repository; staged by `run --local`
 

@@ -6,7 +6,8 @@ import datasets
 import pytest
 
 from components.qa.errors import InvalidInputError
-from components.qa.squad_io import validate_examples, fingerprint, load_split
+from components.qa.squad_io import load_split
+from components.qa.squad_records import fingerprint, validate_examples
 from tests.component.servers import s3, s3_endpoint  # noqa: F401 (fixtures)
 from tests.conftest import REPO, write_json
 

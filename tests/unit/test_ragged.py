@@ -17,7 +17,7 @@ from components.qa.feature_table import example_rows
 from components.qa.features import as_arrow, prepare_validation_features
 from components.qa.inference import iter_example_chunks
 from components.qa.ragged import flatten, row_offsets
-from components.qa.squad_io import parse_squad_json
+from components.qa.squad_records import parse_squad_json
 from tests.conftest import columns
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "squad-sample" / "validation.json"
