@@ -47,8 +47,8 @@ import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 
 from components.io.featurize import map_features  # noqa: E402
-from components.qa.postprocess import (_collector_paused, postprocess_predictions,  # noqa: E402
-                                      read_column)
+from components.qa.feature_table import read_column  # noqa: E402
+from components.qa.postprocess import _collector_paused, postprocess_predictions  # noqa: E402
 from components.qa.squad_io import load_split  # noqa: E402
 
 BATCH_SIZE = 1000  # datasets.map's default batch size, used for the floor too

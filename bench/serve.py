@@ -41,7 +41,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def held_out(n: int) -> list[dict]:
-    from components.qa.squad_io import parse_squad_json
+    from components.qa.squad_records import parse_squad_json
 
     path = REPO / "data" / "squad-sample" / "validation.json"
     return parse_squad_json(path.read_text(encoding="utf-8"), str(path))[:n]

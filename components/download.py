@@ -19,7 +19,7 @@ def download(
     validation_data: Output[Dataset],
     base_model: Output[Model],
 ):
-    from components.qa import squad_io
+    from components.qa import squad_io, squad_records
     from components.qa.answers import SQUAD_V2, check_trainable, count_unanswerable, squad_version
     from components.io.model_source import snapshot_model
     from components.io.artifacts import published
@@ -37,7 +37,7 @@ def download(
             data.save_to_disk(tmp)
         artifact.metadata.update({
             "rows": len(data), "source": dataset, "file": where, "split": split, "config": dataset_config,
-            "revision": dataset_revision, "fingerprint": squad_io.fingerprint(data),
+            "revision": dataset_revision, "fingerprint": squad_records.fingerprint(data),
             "answer_check": report.as_dict(), "answer_policy": answer_policy,
             "unanswerable": unanswerable,
         })

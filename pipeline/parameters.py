@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 
 from components.qa.answers import ANSWER_POLICIES
 from components.qa.errors import InvalidInputError
-from components.qa.squad_io import MAX_CONTEXT_CHARS
+from components.qa.squad_records import MAX_CONTEXT_CHARS
 from pipeline.steps import DEPLOY, DOWNLOAD, EVALUATE, FINE_TUNE, PREPROCESS, REGISTER, Step
 from components.qa.training import (
     Check,

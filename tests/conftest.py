@@ -49,7 +49,7 @@ def dev_v2_path() -> Path:
 
 @pytest.fixture(scope="session")
 def dev_v1_rows(dev_v1_path):
-    from components.qa.squad_io import parse_squad_json
+    from components.qa.squad_records import parse_squad_json
 
     return parse_squad_json(dev_v1_path.read_text(encoding="utf-8"), str(dev_v1_path))
 

@@ -12,7 +12,7 @@ from components.io.artifacts import published
 from components.qa.errors import InvalidInputError
 from components.qa.features import (REQUIRED_COLUMNS, as_arrow, prepare_train_features,
                                     validation_features_table)
-from components.qa.squad_io import fingerprint
+from components.qa.squad_records import fingerprint
 
 
 # context characters tokenized at once. The tokenizer's Python output costs about 150-350

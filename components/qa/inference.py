@@ -21,13 +21,9 @@ from typing import Any
 import numpy as np
 
 from components.qa.errors import InvalidInputError
+from components.qa.feature_table import example_rows, read_column
 from components.qa.metrics import compute_squad_metrics
-from components.qa.postprocess import (
-    example_rows,
-    format_predictions,
-    postprocess_predictions,
-    read_column,
-)
+from components.qa.postprocess import format_predictions, postprocess_predictions
 from components.qa.ragged import flatten, row_sums
 
 MODEL_COLUMNS = ("input_ids", "token_type_ids", "attention_mask")

@@ -45,18 +45,22 @@ per chunk of examples together with exactly their features (the evaluate step do
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from components.qa.errors import InvalidInputError
-from components.qa.ragged import row_offsets
+from components.qa.feature_table import (
+    FeatureArrays,
+    example_columns,
+    feature_arrays,
+    feature_to_example,
+)
+from components.qa.span_search import example_order, feature_candidates
 
-__all__ = ["postprocess_predictions", "format_predictions", "example_rows", "read_column"]
+__all__ = ["postprocess_predictions", "format_predictions"]
 
 
 def postprocess_predictions(
@@ -108,8 +112,8 @@ def postprocess_predictions(
         raise InvalidInputError(f"max_answer_length={max_answer_length} must be at least 1",
                                 fix="Pass max_answer_length >= 1 (30 is usual).",
                                 field="max_answer_length")
-    example_ids, contexts = _example_columns(examples)
-    feats = _feature_arrays(features)
+    example_ids, contexts = example_columns(examples)
+    feats = feature_arrays(features)
     num_features = len(feats.lengths)
     start_logits = np.asarray(start_logits)
     end_logits = np.asarray(end_logits)
@@ -130,7 +134,7 @@ def postprocess_predictions(
             f"feature {f} has {feats.lengths[f]} tokens but the logits only {width} columns",
             fix="Pad the logits to the longest feature, not beyond the model output.",
             record=feats.example_ids[f], field="offset_mapping")
-    feature_example = _feature_to_example(example_ids, feats.example_ids)  # (F,)
+    feature_example = feature_to_example(example_ids, feats.example_ids)  # (F,)
     if version_2_with_negative:
         null_score = _null_scores(feats, feature_example, len(example_ids),
                                   start_logits, end_logits)
@@ -150,10 +154,10 @@ def postprocess_predictions(
         """Whether each (feature, context token) is whitespace only (SentencePiece's "▁")."""
         return blanks.blank(feature_example[feature], *feats.span_chars(feature, token, token))
 
-    feature, tok_start, tok_end, score = _feature_candidates(start, end, n_best,
-                                                             max_answer_length, blank)
+    feature, tok_start, tok_end, score = feature_candidates(start, end, n_best,
+                                                            max_answer_length, blank)
     example = feature_example[feature]
-    order = _example_order(example, score, feature_example)
+    order = example_order(example, score, feature_example)
     example = example[order]
     first = np.flatnonzero(np.r_[True, example[1:] != example[:-1]])  # of each example
     rank = np.arange(len(example)) - np.repeat(first, np.diff(np.r_[first, len(example)]))
@@ -203,7 +207,7 @@ def format_predictions(predictions: dict[str, dict[str, Any]],
 # helpers
 
 
-def _null_scores(feats: "_Features", feature_example: np.ndarray, num_examples: int,
+def _null_scores(feats: FeatureArrays, feature_example: np.ndarray, num_examples: int,
                  start_logits: np.ndarray, end_logits: np.ndarray) -> np.ndarray:
     """(E,) MIN over each example's windows of start_logits[cls] + end_logits[cls]."""
     cls = feats.cls_index
@@ -221,96 +225,6 @@ def _null_scores(feats: "_Features", feature_example: np.ndarray, num_examples: 
     np.minimum.at(null_score, feature_example, feature_null)
     return null_score
 
-
-def _feature_candidates(start: np.ndarray, end: np.ndarray, n_best: int,
-                        max_answer_length: int, blank) -> tuple[np.ndarray, ...]:
-    """The n_best best spans of every feature, flat: (feature, start, end, score) arrays.
-
-    `start`/`end` are (F, L) logits with -inf wherever a span cannot start or end;
-    `blank(features, tokens)` says which tokens, whitespace only, cannot either (they
-    are set to -inf here). The spans come by feature, and in a feature by (-score,
-    start token, end token); scores are float64 sums.
-    """
-    if np.isnan(start).any() or np.isnan(end).any():
-        raise InvalidInputError("the logits hold NaN at context tokens",
-                                fix="Check the model output (an fp16 overflow?).",
-                                field="start_logits")
-    num_features, width = start.shape
-    k = min(n_best, width)
-    top_start = _top_k_of_words(start, k, blank)  # (F, k) token positions, ascending
-    top_end = _top_k_of_words(end, k, blank)  # (F, k)
-    start_score = np.take_along_axis(start, top_start, axis=1)  # (F, k)
-    end_score = np.take_along_axis(end, top_end, axis=1)
-    # end - start must lie in [0, max_answer_length): one unsigned compare catches end < start
-    top_start, top_end = top_start.astype(np.int32), top_end.astype(np.int32)
-    ok = (top_end[:, None, :] - top_start[:, :, None]).view(np.uint32) < max_answer_length
-
-    def pair_scores(rows, dtype) -> np.ndarray:  # (rows, k * k), -inf where invalid
-        out = np.full((ok[rows].shape[0], k, k), -np.inf, dtype=dtype)
-        np.add(start_score[rows, :, None].astype(dtype), end_score[rows, None, :].astype(dtype),
-               out=out, where=ok[rows])
-        return out.reshape(-1, k * k)
-
-    # Select in float32 when the logits are float32 (half the memory traffic): rounding is
-    # monotonic, so its top-m is the float64 one unless float32 ties at the cut, and those
-    # rows are settled in float64. A pair's flat index orders it by (start, end), since
-    # both top lists ascend.
-    select = np.float32 if start.dtype.itemsize <= 4 else np.float64
-    best = _top_k(pair_scores(slice(None), select), min(n_best, k * k),
-                  exact=lambda rows: pair_scores(rows, np.float64))  # (F, m)
-    start_score, end_score = start_score.astype(np.float64), end_score.astype(np.float64)
-    score = (np.take_along_axis(start_score, best // k, axis=1)
-             + np.take_along_axis(end_score, best % k, axis=1))
-    score[~np.take_along_axis(ok.reshape(num_features, k * k), best, axis=1)] = -np.inf
-    by_score = np.argsort(-score, axis=1, kind="stable")  # ties stay in (start, end) order
-    best = np.take_along_axis(best, by_score, axis=1)
-    score = np.take_along_axis(score, by_score, axis=1)
-    found = score > -np.inf
-    feature = np.broadcast_to(np.arange(num_features)[:, None], found.shape)[found]
-    return (feature, np.take_along_axis(top_start, best // k, axis=1)[found],
-            np.take_along_axis(top_end, best % k, axis=1)[found], score[found])
-
-
-def _top_k_of_words(logits: np.ndarray, k: int, blank) -> np.ndarray:
-    """`_top_k` of each row once its tokens of whitespace only are at -inf.
-
-    Only the tokens that reach a top k are checked: a row whose top k holds one gets it
-    masked (in place) and its top k taken again, until none is left (rare: one more
-    round for a few rows), which gives the top k over the other tokens exactly.
-    """
-    top = _top_k(logits, k)
-    rows = np.arange(len(logits))
-    while len(rows):
-        scores = np.take_along_axis(logits[rows], top[rows], axis=1)  # (R, k)
-        r, c = np.nonzero(scores > -np.inf)
-        hit = np.zeros(scores.shape, dtype=bool)
-        hit[r, c] = blank(rows[r], top[rows[r], c])
-        if not hit.any():
-            break
-        r, c = np.nonzero(hit)
-        logits[rows[r], top[rows[r], c]] = -np.inf
-        rows = rows[hit.any(axis=1)]
-        top[rows] = _top_k(logits[rows], k)
-    return top
-
-
-def _example_order(example: np.ndarray, score: np.ndarray,
-                   feature_example: np.ndarray) -> np.ndarray:
-    """Order of the candidates by (example, -score), stable.
-
-    The candidates come by feature and in a feature already by (-score, start, end), so a
-    stable sort breaks ties by (feature, start, end), as documented. When the features
-    come by example (prepare_validation_features makes them so), only the candidates of
-    examples with several windows need sorting.
-    """
-    if (np.diff(feature_example) < 0).any():
-        return np.lexsort((-score, example))
-    windows = np.bincount(feature_example)
-    several = np.flatnonzero(windows[example] > 1)
-    order = np.arange(len(example))
-    # their blocks are contiguous and stay in place: sort within them
-    order[several] = several[np.lexsort((-score[several], example[several]))]
-    return order
 
 
 class _Whitespace:
@@ -415,188 +329,3 @@ def _predictions(example_ids: list[str], contexts: list[str], example: np.ndarra
         predictions[example_id] = prediction
     return predictions
 
-
-class _Features:
-    """The feature columns as numpy: per feature, and per token of all features end to end.
-
-    Character offsets stay in the Arrow buffers they came in; `span_chars` reads only the
-    tokens asked for.
-    """
-
-    def __init__(self, example_ids: list[str], offsets: pa.ChunkedArray, cls_index: np.ndarray):
-        self.example_ids = example_ids  # (F,)
-        self.cls_index = cls_index  # (F,)
-        row_offset = row_offsets(offsets)  # (F + 1,) first token of each, tokens end to end
-        self.lengths = np.diff(row_offset)  # (F,)
-        self.row_start = row_offset[:-1]  # (F,)
-        in_context = []
-        self._chunks = []  # (first token, token -> value index (T_c + 1,), values) per chunk
-        first = 0
-        for chunk in offsets.chunks:
-            tokens = chunk.flatten()  # one [start, end] or null per token, slice-aware
-            in_context.append(tokens.is_valid().to_numpy(zero_copy_only=False))
-            value_index = tokens.offsets.to_numpy()
-            if (np.diff(value_index)[in_context[-1]] != 2).any():
-                raise InvalidInputError(
-                    "an offset_mapping entry is not a [start, end] pair or None",
-                    fix="Rebuild the features with prepare_validation_features.",
-                    field="offset_mapping")
-            values = tokens.values  # a null token's slots may hold nulls (after a cast)
-            values = pc.fill_null(values, -1) if values.null_count else values
-            self._chunks.append((first, value_index, values.to_numpy()))
-            first += len(tokens)
-        self.in_context = np.concatenate(in_context) if in_context else np.zeros(0, bool)
-
-    def span_chars(self, feature: np.ndarray, start: np.ndarray,
-                   end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Character bounds of spans given as (feature, start token, end token) arrays."""
-        token_start, token_end = self.row_start[feature] + start, self.row_start[feature] + end
-        char_start = np.empty(len(feature), dtype=np.int64)
-        char_end = np.empty(len(feature), dtype=np.int64)
-        chunk = np.searchsorted([c[0] for c in self._chunks], token_start, side="right") - 1
-        in_order = bool((np.diff(chunk) >= 0).all())  # features by example: chunk by chunk
-        bounds = np.searchsorted(chunk, np.arange(len(self._chunks) + 1)) if in_order else None
-        for c, (first, value_index, values) in enumerate(self._chunks):
-            mine = slice(bounds[c], bounds[c + 1]) if in_order else chunk == c
-            char_start[mine] = values[value_index[token_start[mine] - first]]
-            char_end[mine] = values[value_index[token_end[mine] - first] + 1]
-        return char_start, char_end
-
-
-def _table_columns(table: Any, names: tuple[str, ...], optional: tuple[str, ...], what: str):
-    """Columns of a dict of columns (lists) or a `datasets.Dataset` (pyarrow arrays)."""
-    if isinstance(table, Mapping):
-        present = set(table.keys())
-        get = table.__getitem__
-    elif hasattr(table, "with_format") and hasattr(table, "column_names"):
-        present = set(table.column_names)
-        # arrow format: whole columns without Python rows (and honouring select/shuffle)
-        get = table.with_format("arrow").__getitem__
-    else:
-        raise TypeError(f"{what} must be a datasets.Dataset or a dict of columns, "
-                        f"not {type(table).__name__}")
-    for name in names:
-        if name not in present:
-            raise InvalidInputError(
-                f"{what} have no {name!r} column (they have {sorted(present)})", field=name,
-                fix="Pass SQuAD examples with id/context and the features made from them "
-                    "by prepare_validation_features.")
-    return [get(n) if n in present else None for n in names + optional]
-
-
-def _to_list(column: Any) -> list:
-    return column.to_pylist() if isinstance(column, (pa.Array, pa.ChunkedArray)) else list(column)
-
-
-def read_column(table: Any, name: str, what: str) -> list:
-    """One column as a Python list, from a dict of columns or a `datasets.Dataset` (via Arrow)."""
-    return _to_list(_table_columns(table, (name,), (), what)[0])
-
-
-def _example_columns(examples: Any) -> tuple[list[str], list[str]]:
-    ids, contexts = _table_columns(examples, ("id", "context"), (), "examples")
-    ids, contexts = _to_list(ids), _to_list(contexts)
-    if len(ids) != len(contexts):
-        raise InvalidInputError(f"examples have {len(ids)} ids but {len(contexts)} contexts",
-                                fix="Pass columns of equal length.", field="context")
-    return ids, contexts
-
-
-def _feature_arrays(features: Any) -> _Features:
-    example_id, offsets, cls_index = _table_columns(
-        features, ("example_id", "offset_mapping"), ("cls_index",), "features")
-    example_ids = _to_list(example_id)
-    if not isinstance(offsets, (pa.Array, pa.ChunkedArray)):
-        offsets = pa.array(offsets if isinstance(offsets, list) else list(offsets))
-    if isinstance(offsets, pa.Array):
-        offsets = pa.chunked_array([offsets])
-    if not (pa.types.is_list(offsets.type) and pa.types.is_list(offsets.type.value_type)
-            and pa.types.is_integer(offsets.type.value_type.value_type)):
-        try:  # e.g. fixed-size pairs, or offsets stored as large lists
-            offsets = offsets.cast(pa.list_(pa.list_(pa.int64())))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-            raise InvalidInputError(
-                f"offset_mapping has type {offsets.type}, expected lists of [start, end] or None",
-                fix="Rebuild the features with prepare_validation_features.",
-                field="offset_mapping") from err
-    if len(offsets) != len(example_ids):
-        raise InvalidInputError(
-            f"features have {len(example_ids)} example_ids but {len(offsets)} offset_mappings",
-            fix="Pass columns of equal length.", field="offset_mapping")
-    if offsets.null_count:
-        raise InvalidInputError("a feature has no offset_mapping (null)", field="offset_mapping",
-                                fix="Rebuild the features with prepare_validation_features.")
-    if cls_index is None:
-        cls = np.zeros(len(example_ids), dtype=np.int64)
-    else:
-        cls = (_numpy(cls_index, np.int64) if isinstance(cls_index, (pa.Array, pa.ChunkedArray))
-               else np.asarray(list(cls_index), dtype=np.int64))
-        if len(cls) != len(example_ids):
-            raise InvalidInputError(
-                f"features have {len(example_ids)} example_ids but {len(cls)} cls_index",
-                fix="Pass columns of equal length.", field="cls_index")
-    return _Features(example_ids, offsets, cls)
-
-
-def _numpy(array: pa.Array | pa.ChunkedArray, dtype) -> np.ndarray:
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
-    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
-
-
-def example_rows(example_ids: list, feature_example_ids: list) -> np.ndarray:
-    """(F,) row in `example_ids` of each feature's example: how post-processing (and the
-    chunking of `iter_example_chunks`) attaches features to their examples."""
-    index = {example_id: i for i, example_id in enumerate(example_ids)}
-    rows = np.fromiter((index.get(i, -1) for i in feature_example_ids), dtype=np.int64,
-                       count=len(feature_example_ids))
-    if (rows < 0).any():
-        bad = feature_example_ids[int(np.flatnonzero(rows < 0)[0])]
-        raise InvalidInputError(
-            f"feature example_id {bad!r} is not among the {len(example_ids)} examples",
-            record=str(bad), field="example_id",
-            fix="Pass the examples together with exactly the features built from them.")
-    return rows
-
-
-def _feature_to_example(example_ids: list[str], feature_example_ids: list[str]) -> np.ndarray:
-    """`example_rows`, for examples with unique ids that each have a feature."""
-    if len(set(example_ids)) != len(example_ids):
-        seen: set[str] = set()
-        dup = next(i for i in example_ids if i in seen or seen.add(i))
-        raise InvalidInputError("two examples share an id", record=dup, field="id",
-                                fix="Give every example its own id.")
-    out = example_rows(example_ids, feature_example_ids)
-    counts = np.bincount(out, minlength=len(example_ids))
-    if (counts == 0).any():
-        bad = example_ids[int(np.flatnonzero(counts == 0)[0])]
-        raise InvalidInputError(
-            "example has no features", record=bad, field="id",
-            fix="Pass the examples together with exactly the features built from them.")
-    return out
-
-
-def _top_k(values: np.ndarray, k: int, exact=None) -> np.ndarray:
-    """(rows, k) column indices of the k largest values per row, ascending by column.
-
-    A value partition finds each row's k-th largest (numpy partitions values with SIMD,
-    about 3x faster than `argpartition`), and the columns at or above it, read off in
-    row-major order, come out ascending with no sort. Rows where more than k values
-    reach it (a tie at the cut, or a row with fewer than k finite values) are settled by
-    a stable sort of `exact(rows)` (default: the same values), so ties keep the smaller
-    columns.
-    """
-    rows, cols = values.shape
-    if k >= cols:
-        return np.broadcast_to(np.arange(cols), (rows, cols)).copy()
-    kth = np.partition(values, cols - k, axis=1)[:, cols - k]  # (rows,) the k-th largest
-    keep = values >= kth[:, None]
-    counts = np.count_nonzero(keep, axis=1)
-    tied = np.flatnonzero(counts != k)
-    keep[tied] = False
-    keep[tied, :k] = True  # placeholders, so that every row yields k columns
-    top = np.flatnonzero(keep).reshape(rows, k) - (np.arange(rows) * cols)[:, None]
-    if len(tied):
-        settled = values[tied] if exact is None else exact(tied)
-        top[tied] = np.sort(np.argsort(-settled, axis=1, kind="stable")[:, :k], axis=1)
-    return top

@@ -10,8 +10,8 @@ Sources, all resolved per split name:
 
 SQuAD JSON is the nested official layout (data > paragraphs > qas); JSON Lines
 and Parquet hold the flat columns id, title, context, question, answers.
-Every record, in every format, is checked here by the same rules (`check_row`: a
-value of the wrong type is rejected, never converted), before any GPU time is spent,
+Every record, in every format, is checked by the same rules (`squad_records.check_row`:
+a value of the wrong type is rejected, never converted), before any GPU time is spent,
 and a bad one is named by file, record (id, line or row) and field. Files and URIs
 are read here through fsspec; only Hub ids go through `datasets.load_dataset`, so
 Hub offline mode concerns Hub ids alone.
@@ -19,7 +19,6 @@ Hub offline mode concerns Hub ids alone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
@@ -30,26 +29,19 @@ import fsspec
 
 from components.qa.errors import InvalidInputError
 from components.qa.retry import with_retries
+from components.qa.squad_records import (
+    MAX_CONTEXT_CHARS,
+    SQUAD_FEATURES,
+    check_row,
+    flat_answer_field,
+    parse_squad_json,
+    require_type,
+    validate_examples,
+)
 
 T = TypeVar("T")
 
-SQUAD_FEATURES = datasets.Features({
-    "id": datasets.Value("string"),
-    "title": datasets.Value("string"),
-    "context": datasets.Value("string"),
-    "question": datasets.Value("string"),
-    "answers": {"text": datasets.Sequence(datasets.Value("string")),
-                "answer_start": datasets.Sequence(datasets.Value("int32"))},
-})
 FLAT_SUFFIXES = (".jsonl", ".parquet")
-# the longest context or question accepted (characters); a pipeline parameter. Preprocessing
-# memory grows with the longest record (150-350 bytes per context character: 180 MB for 1M,
-# bench/preprocess_memory.py), so an absurd record is refused when it is read, not in a pod.
-MAX_CONTEXT_CHARS = 1_000_000
-LAYOUT_FIX = ("Follow the SQuAD layout: data > paragraphs > {context, qas > {id, question, answers > "
-              "{text, answer_start}}}; JSON Lines and Parquet rows hold id, title, context, question, "
-              "answers {text: [str], answer_start: [int]}. Values are never converted: write "
-              "numbers as numbers and text as text.")
 S3_FIX = ("Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for MinIO or another "
           "S3-compatible store) in the environment; on the cluster the download step reads them from "
           "the Kubernetes Secret named by CompileSettings.s3_secret (default `s3-credentials`).")
@@ -101,109 +93,6 @@ def _read_text(fs, path: str, source: str) -> str:
     with fs.open(path, "rb") as f:
         return _decode(f.read(), source)
 
-
-def _require(value: Any, kind: type | tuple, source: str, record: str | None, field: str) -> Any:
-    """`value` if it has the type `kind` (never converted: "82" is not an int)."""
-    if not isinstance(value, kind) or isinstance(value, bool):
-        kind_name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        got = "nothing (missing or null)" if value is None else \
-            f"{type(value).__name__} ({str(value)[:60]!r})"
-        raise InvalidInputError(f"expected {kind_name}, got {got}", fix=LAYOUT_FIX, source=source,
-                                record=record, field=field)
-    return value
-
-
-def check_row(row: dict, source: str, record: str, *, answer_field: Callable[[int, str], str],
-              max_context_chars: int = MAX_CONTEXT_CHARS) -> dict:
-    """One question, in any format, checked by the same rules -> a SQUAD_FEATURES row.
-
-    `record` locates it in the file (an id, a line or a row); `answer_field(j, key)`
-    names an answer's field as the file spells it.
-    """
-    qid = _require(row.get("id"), str, source, record, "id")
-    record = record if record == qid else f"{record}, id {qid}"
-    title = row.get("title")
-    title = "" if title is None else _require(title, str, source, record, "title")
-    context = _require(row.get("context"), str, source, record, "context")
-    question = _require(row.get("question"), str, source, record, "question")
-    for field, text in (("context", context), ("question", question)):
-        if len(text) > max_context_chars:
-            raise InvalidInputError(
-                f"the {field} has {len(text):,} characters, above max_context_chars="
-                f"{max_context_chars:,}", source=source, record=record, field=field,
-                fix="Split the passage into smaller contexts, or raise the max_context_chars "
-                    "parameter (preprocessing needs about 200 MB of memory per million "
-                    "characters of the longest context).")
-    answers = _require(row.get("answers"), dict, source, record, "answers")
-    texts = _require(answers.get("text"), list, source, record, answer_field(-1, "text"))
-    starts = _require(answers.get("answer_start"), list, source, record,
-                      answer_field(-1, "answer_start"))
-    if len(texts) != len(starts):
-        raise InvalidInputError(f"{len(texts)} answer texts but {len(starts)} answer_start values",
-                                fix="Give every answer its text and its answer_start.",
-                                source=source, record=record, field="answers")
-    for j, (text, start) in enumerate(zip(texts, starts)):
-        _require(text, str, source, record, answer_field(j, "text"))
-        if _require(start, int, source, record, answer_field(j, "answer_start")) < 0:
-            raise InvalidInputError(f"{answer_field(j, 'answer_start')}={start} is negative",
-                                    fix="Use the character offset of the answer in the context.",
-                                    source=source, record=record, field=answer_field(j, "answer_start"))
-    if row.get("is_impossible") and texts:
-        raise InvalidInputError("is_impossible is true but answers is not empty",
-                                fix="Empty the answers of an unanswerable question (SQuAD v2.0 "
-                                    "layout).", source=source, record=record, field="answers")
-    return {"id": qid, "title": title, "context": context, "question": question,
-            "answers": {"text": texts, "answer_start": starts}}
-
-
-def _nested_answer_field(j: int, key: str) -> str:
-    return "answers" if j < 0 else f"answers[{j}].{key}"
-
-
-def _flat_answer_field(j: int, key: str) -> str:
-    return f"answers.{key}" + ("" if j < 0 else f"[{j}]")
-
-
-def parse_squad_json(text: str, source: str, max_context_chars: int = MAX_CONTEXT_CHARS) -> list[dict]:
-    """Official nested SQuAD JSON (v1.1 or v2.0) -> flat rows."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidInputError(f"malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}",
-                                fix="Fix the JSON syntax (e.g. `python -m json.tool FILE`).",
-                                source=source) from None
-    articles = _require(_require(doc, dict, source, None, "(top level)").get("data"), list,
-                        source, None, "data")
-    version_1 = str(doc.get("version", "")).lstrip("v").startswith("1")
-    rows = []
-    for a, article in enumerate(articles):
-        title = _require(article, dict, source, f"data[{a}]", "article").get("title")
-        for p, paragraph in enumerate(_require(article.get("paragraphs"), list, source,
-                                               f"data[{a}]", "paragraphs")):
-            where = f"data[{a}].paragraphs[{p}]"
-            context = _require(_require(paragraph, dict, source, where, "paragraph").get("context"),
-                               str, source, where, "context")
-            for q, qa in enumerate(_require(paragraph.get("qas"), list, source, where, "qas")):
-                _require(qa, dict, source, f"{where}.qas[{q}]", "qa")
-                qid = _require(qa.get("id"), str, source, f"{where}.qas[{q}]", "id")
-                answers = _require(qa.get("answers", []), list, source, qid, "answers")
-                for j, answer in enumerate(answers):
-                    _require(answer, dict, source, qid, f"answers[{j}]")
-                flat = {**qa, "title": title, "context": context,
-                        "answers": {"text": [a_.get("text") for a_ in answers],
-                                    "answer_start": [a_.get("answer_start") for a_ in answers]}}
-                row = check_row(flat, source, qid, answer_field=_nested_answer_field,
-                                max_context_chars=max_context_chars)
-                if version_1 and not row["answers"]["text"]:
-                    raise InvalidInputError(
-                        "a SQuAD v1.1 file has a question without answers",
-                        fix="Give it its answers, or mark the file as v2.0 (\"version\": \"v2.0\") "
-                            "if unanswerable questions are intended.",
-                        source=source, record=qid, field="answers")
-                rows.append(row)
-    return rows
-
-
 def _jsonl_rows(fs, path: str, max_context_chars: int) -> Iterator[dict]:
     """JSON Lines, one question per line, streamed (the file is never held whole)."""
     with fs.open(path, "rb") as f:
@@ -217,8 +106,8 @@ def _jsonl_rows(fs, path: str, max_context_chars: int) -> Iterator[dict]:
                 raise InvalidInputError(f"malformed JSON at column {e.colno}: {e.msg}",
                                         fix="Write one JSON object per line (JSON Lines).",
                                         source=path, record=f"line {n}") from None
-            _require(row, dict, path, f"line {n}", "(line)")
-            yield check_row(row, path, f"line {n}", answer_field=_flat_answer_field,
+            require_type(row, dict, path, f"line {n}", "(line)")
+            yield check_row(row, path, f"line {n}", answer_field=flat_answer_field,
                             max_context_chars=max_context_chars)
 
 
@@ -237,7 +126,7 @@ def _parquet_rows(fs, path: str, max_context_chars: int) -> Iterator[dict]:
         for batch in parquet.iter_batches(batch_size=1000):
             for row in batch.to_pylist():
                 n += 1
-                yield check_row(row, path, f"row {n}", answer_field=_flat_answer_field,
+                yield check_row(row, path, f"row {n}", answer_field=flat_answer_field,
                                 max_context_chars=max_context_chars)
 
 
@@ -306,7 +195,7 @@ def _hub_rows(source: str, split: str, config: str | None, revision: str | None,
                 "(Kubernetes Secret CompileSettings.hf_token_secret, default `hf-token`) for a "
                 "gated or private dataset."), source=source) from None
     for n, row in enumerate(dataset, start=1):
-        yield check_row(row, source, f"row {n}", answer_field=_flat_answer_field,
+        yield check_row(row, source, f"row {n}", answer_field=flat_answer_field,
                         max_context_chars=max_context_chars)
 
 
@@ -384,37 +273,3 @@ def declared_version(source: str, split: str) -> str | None:
         if isinstance(doc, dict) and doc.get("version") is not None:
             return str(doc["version"])
     return None
-
-
-def validate_examples(dataset: datasets.Dataset, source: str) -> None:
-    """Dataset-level checks that no single record can show: run before any feature is built.
-
-    Post-processing and scoring key on `id`, so a repeated id would merge two
-    questions; an empty question or context cannot be answered.
-    """
-    seen: dict[str, str] = {}
-    for row in dataset.select_columns(["id", "question", "context"]):
-        qid, question, context = row["id"], row["question"], row["context"]
-        if qid in seen:
-            same = "the same question" if seen[qid] == question else "a different question"
-            raise InvalidInputError(f"id is used twice ({same})",
-                                    fix="Give every question its own id (deduplicate exact copies).",
-                                    source=source, record=qid, field="id")
-        seen[qid] = question
-        for field, text in (("question", question), ("context", context)):
-            if not text or text.isspace():
-                raise InvalidInputError(f"the {field} is empty",
-                                        fix="Remove the record or fill in its text.",
-                                        source=source, record=qid, field=field)
-    if not seen:
-        raise InvalidInputError("the split is empty", fix="Check the source, split name and filters.",
-                                source=source)
-
-
-def fingerprint(dataset: datasets.Dataset) -> str:
-    """Content hash of the rows in order: same data, same fingerprint, on any machine."""
-    digest = hashlib.sha256()
-    for batch in dataset.iter(batch_size=1000):
-        digest.update(json.dumps(batch, sort_keys=True, ensure_ascii=False).encode("utf-8"))
-    return digest.hexdigest()[:16]
-

@@ -11,7 +11,7 @@ from components.io.artifacts import published
 from components.download import download
 from components.io.model_source import snapshot_model
 from components.qa.errors import InvalidInputError
-from components.qa.squad_io import MAX_CONTEXT_CHARS
+from components.qa.squad_records import MAX_CONTEXT_CHARS
 from components.register import register_model
 from components.registry.client import LocalRegistry, open_registry
 from components.io.report import evaluation_report

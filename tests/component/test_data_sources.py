@@ -6,7 +6,8 @@ import datasets
 import pytest
 
 from components.qa.errors import InvalidInputError
-from components.qa.squad_io import fingerprint, load_split, validate_examples
+from components.qa.squad_io import load_split
+from components.qa.squad_records import fingerprint, validate_examples
 from tests.conftest import SQUAD_SAMPLE, write_json
 
 

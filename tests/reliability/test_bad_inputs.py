@@ -20,9 +20,10 @@ from kfp import dsl
 from components.download import download
 from components.io.featurize import featurize
 from components.io.model_source import snapshot_model
-from components.qa import retry, squad_io
+from components.qa import retry, squad_io, squad_records
 from components.qa.errors import InvalidInputError
-from components.qa.squad_io import MAX_CONTEXT_CHARS, fingerprint, load_checked, load_split
+from components.qa.squad_io import load_checked, load_split
+from components.qa.squad_records import MAX_CONTEXT_CHARS, fingerprint
 from pipeline.parameters import profile_parameters
 from tests.conftest import SQUAD_SAMPLE
 
@@ -121,8 +122,8 @@ def test_bad_dataset_is_rejected_at_download_with_file_record_field(tmp_path, na
 # ---- one set of rules for every format -------------------------------------------------------
 
 FORMATS = ("json", "jsonl", "parquet")
-BASE_ROWS = squad_io.parse_squad_json(json.dumps({"version": "1.1", "data": SAMPLE["data"][:1]}),
-                                      "sample")[:3]
+BASE_ROWS = squad_records.parse_squad_json(json.dumps({"version": "1.1", "data": SAMPLE["data"][:1]}),
+                                           "sample")[:3]
 
 
 def write_split(folder: Path, fmt: str, rows: list[dict], split: str = "train") -> Path:

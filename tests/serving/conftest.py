@@ -37,7 +37,7 @@ def qa_model_dir(tmp_path_factory, minilm_path) -> str:
 @pytest.fixture(scope="session")
 def squad_rows() -> list[dict]:
     """The SQuAD v1.1 sample shipped in data/ (CC BY-SA 4.0): 721 real questions."""
-    from components.qa.squad_io import parse_squad_json
+    from components.qa.squad_records import parse_squad_json
 
     path = REPO / "data" / "squad-sample" / "validation.json"
     return parse_squad_json(path.read_text(encoding="utf-8"), str(path))

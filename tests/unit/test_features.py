@@ -6,7 +6,7 @@ from components.qa.answers import check_answers
 from components.qa.errors import InvalidInputError
 from components.qa.features import prepare_train_features, prepare_validation_features
 from components.qa.metrics import normalize_answer
-from components.qa.squad_io import parse_squad_json
+from components.qa.squad_records import parse_squad_json
 from tests.conftest import columns, example
 
 

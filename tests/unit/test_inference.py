@@ -14,7 +14,7 @@ from components.qa.features import prepare_validation_features
 from components.qa.inference import evaluate_qa_model, iter_example_chunks, predict_logits
 from components.qa.metrics import compute_squad_metrics
 from components.qa.postprocess import format_predictions, postprocess_predictions
-from components.qa.squad_io import parse_squad_json
+from components.qa.squad_records import parse_squad_json
 from tests.conftest import columns
 
 PAD = -1e4

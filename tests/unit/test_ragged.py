@@ -1,5 +1,5 @@
 """`ragged.flatten` / `row_offsets` (the one list-column reader of inference,
-post-processing and training) and `postprocess.example_rows` (the one example-id index),
+post-processing and training) and `feature_table.example_rows` (the one example-id index),
 against plain Python loops on real validation features of data/squad-sample.
 
     python -m pytest tests/unit/test_ragged.py -q
@@ -13,11 +13,11 @@ import pyarrow as pa
 import pytest
 
 from components.qa.errors import InvalidInputError
+from components.qa.feature_table import example_rows
 from components.qa.features import as_arrow, prepare_validation_features
 from components.qa.inference import iter_example_chunks
-from components.qa.postprocess import example_rows
 from components.qa.ragged import flatten, row_offsets
-from components.qa.squad_io import parse_squad_json
+from components.qa.squad_records import parse_squad_json
 from tests.conftest import columns
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "squad-sample" / "validation.json"
