@@ -64,7 +64,8 @@ import transformers  # noqa: E402
 from components.qa.features import prepare_train_features, prepare_validation_features  # noqa: E402
 from components.qa.inference import evaluate_qa_model, predict_logits  # noqa: E402
 from components.qa.squad_records import parse_squad_json  # noqa: E402
-from components.qa.training import TrainConfig, load_qa_model, train_qa_model  # noqa: E402
+from components.qa.train_config import TrainConfig
+from components.qa.training import load_qa_model, train_qa_model  # noqa: E402
 
 DEV = REPO.parent / "shared" / "squad" / "dev-v1.1.json"
 TRAIN_ARTICLES = 40  # the first 40 articles train, the last 8 are held out

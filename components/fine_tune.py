@@ -36,7 +36,7 @@ def fine_tune(
 
     from components.io.artifacts import published, write_metrics
     from components.launch.topology import train
-    from components.qa.training import TrainConfig
+    from components.qa.train_config import TrainConfig
 
     if not checkpoint_dir:  # no durable folder: checkpoints could never be resumed from, and
         save_steps, save_minutes = 0, 0.0  # would be published inside the model artifact

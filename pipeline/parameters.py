@@ -6,7 +6,7 @@ signature and task arguments (pipeline/qa_pipeline.py: `signature`, `step_args`)
 `--set` coercion (`profile_parameters`), the notebook's table and the docs' table
 (`markdown_table`; README.md between the `parameters` markers, rewritten by
 `python -m pipeline.parameters --write-docs`). The training knobs take their default, help
-and value check from `TrainConfig` (components/qa/training.py): exposing another one is one
+and value check from `TrainConfig` (components/qa/train_config.py): exposing another one is one
 `_training(...)` line here plus the component argument that uses it.
 
 Profiles:
@@ -32,12 +32,7 @@ from components.qa.answers import ANSWER_POLICIES
 from components.qa.errors import InvalidInputError
 from components.qa.squad_records import MAX_CONTEXT_CHARS
 from pipeline.steps import DEPLOY, DOWNLOAD, EVALUATE, FINE_TUNE, PREPROCESS, REGISTER, Step
-from components.qa.training import (
-    Check,
-    TrainConfig,
-    training_length_problem,
-    value_rule,
-)
+from components.qa.train_config import Check, TrainConfig, training_length_problem, value_rule
 
 SAMPLE_DATA = "data/squad-sample/{split}.json"  # relative to the repository; staged by `run --local`
 

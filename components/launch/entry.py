@@ -21,7 +21,8 @@ from pathlib import Path
 
 from components.launch.accelerator import require_accelerator
 from components.qa.preemption import checkpoint_key
-from components.qa.training import TrainConfig, train_qa_model
+from components.qa.train_config import TrainConfig
+from components.qa.training import train_qa_model
 
 METRICS_FILE = "train_metrics.json"
 

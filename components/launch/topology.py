@@ -16,7 +16,7 @@ from components.launch.entry import launch
 from components.launch.trainjob import run_trainjob
 from components.launch.trainjob_spec import TrainJobSpec
 from components.qa.errors import InvalidInputError
-from components.qa.training import TrainConfig
+from components.qa.train_config import TrainConfig
 
 
 def train(num_nodes: int, trainjob: dict[str, Any] | None, features: str, base_model: str,

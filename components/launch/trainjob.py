@@ -54,7 +54,7 @@ from components.launch.trainer_client import launcher_owner, submit, trainer_cli
 from components.launch.trainjob_logs import follow
 from components.launch.trainjob_spec import TrainJobFailed, TrainJobSpec
 from components.qa.errors import InvalidInputError
-from components.qa.training import TrainConfig
+from components.qa.train_config import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from components.launch.entry import METRICS_FILE, launch
-from components.qa.training import TrainConfig
+from components.qa.train_config import TrainConfig
 from tests.multinode.test_trainjob import F1_TOLERANCE, LOSS_TOLERANCE, TINY, f1, tiny, train_set_loss  # noqa: F401
 
 pytestmark = pytest.mark.slow

@@ -41,7 +41,7 @@ from components.launch.trainer_client import (
 )
 from components.launch.trainjob_spec import TrainJobFailed, TrainJobSpec
 from components.preprocess import preprocess_train, preprocess_validation
-from components.qa.training import TrainConfig
+from components.qa.train_config import TrainConfig
 from pipeline.parameters import profile_parameters
 from tests.conftest import REPO
 

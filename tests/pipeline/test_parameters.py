@@ -20,9 +20,9 @@ from components.evaluate import evaluate
 from components.fine_tune import fine_tune
 from components.launch import entry
 from components.preprocess import preprocess_train, preprocess_validation
-from components.qa import training
+from components.qa import train_config
 from components.qa.errors import InvalidInputError
-from components.qa.training import TrainConfig
+from components.qa.train_config import TrainConfig
 from components.register import register_model
 from pipeline import parameters
 from pipeline.parameters import (
@@ -132,7 +132,7 @@ def test_the_training_length_check_is_train_configs():
 
 def test_machine_checks_wait_until_training_starts(monkeypatch):
     """A laptop without CUDA builds an fp16 run for a GPU cluster; the GPU step checks it."""
-    monkeypatch.setattr(training, "_cuda", lambda: False)
+    monkeypatch.setattr(train_config, "_cuda", lambda: False)
     assert profile_parameters("tiny", {"precision": "fp16"})["precision"] == "fp16"
     config = TrainConfig(precision="fp16")
     with pytest.raises(InvalidInputError) as caught:
@@ -145,8 +145,8 @@ def test_machine_checks_wait_until_training_starts(monkeypatch):
     for processes in (1, 2):
         with pytest.raises(InvalidInputError, match="fp16 mixed precision needs a CUDA GPU"):
             entry.launch(processes, "no-features", "no-model", "no-output", config)
-    monkeypatch.setattr(training, "_cuda", lambda: True)
-    monkeypatch.setattr(training, "_cuda_capability", lambda: (7, 0))
+    monkeypatch.setattr(train_config, "_cuda", lambda: True)
+    monkeypatch.setattr(train_config, "_cuda_capability", lambda: (7, 0))
     TrainConfig(precision="fp16").check_machine()
     with pytest.raises(InvalidInputError, match="bf16 needs an Ampere or newer GPU; this one has "
                                                 r"compute capability 7\.0"):

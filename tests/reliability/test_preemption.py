@@ -17,7 +17,8 @@ from components.io.model_source import snapshot_model
 from components.qa.inference import evaluate_qa_model
 from components.qa.preemption import latest_complete_checkpoint
 from components.qa.squad_io import load_split
-from components.qa.training import TrainConfig, load_qa_model
+from components.qa.train_config import TrainConfig
+from components.qa.training import load_qa_model
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

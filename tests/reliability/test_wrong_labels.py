@@ -102,7 +102,8 @@ def test_the_trainers_batches_keep_labels_on_the_answer(tokenizer_family_dirs, t
     collator) for a left-padding tokenizer."""
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from components.qa.training import TrainConfig, build_trainer
+    from components.qa.train_config import TrainConfig
+    from components.qa.training import build_trainer
 
     path = tokenizer_family_dirs["roberta-left"]
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -386,7 +387,8 @@ def test_features_without_an_answer_span_stop_before_training(tokenizer_family_d
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     from components.qa.errors import InvalidInputError
-    from components.qa.training import TrainConfig, build_trainer, check_answer_labels
+    from components.qa.train_config import TrainConfig
+    from components.qa.training import build_trainer, check_answer_labels
 
     path = tokenizer_family_dirs[family]
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -11,10 +11,11 @@ import datasets
 import pytest
 import torch
 
-from components.qa import training
+from components.qa import train_config, training
 from components.qa.errors import InvalidInputError
 from components.qa.features import prepare_train_features
-from components.qa.training import TrainConfig, build_trainer, train_qa_model
+from components.qa.train_config import TrainConfig
+from components.qa.training import build_trainer, train_qa_model
 from tests.conftest import columns
 
 QUICK = dict(per_device_train_batch_size=8, logging_steps=4, save_steps=0, report_to="none")
@@ -48,8 +49,8 @@ def test_max_steps_alone_is_enough_and_baseline_is_the_same_config():
 @pytest.mark.parametrize("capability, auto, bf16_ok", [((9, 0), "bf16", True),
                                                        ((7, 5), "fp16", False)])
 def test_precision_on_gpus(monkeypatch, capability, auto, bf16_ok):
-    monkeypatch.setattr(training, "_cuda", lambda: True)
-    monkeypatch.setattr(training, "_cuda_capability", lambda: capability)
+    monkeypatch.setattr(train_config, "_cuda", lambda: True)
+    monkeypatch.setattr(train_config, "_cuda_capability", lambda: capability)
     assert TrainConfig().resolved_precision() == auto
     assert TrainConfig(precision="fp16").resolved_precision() == "fp16"
     bf16 = TrainConfig(precision="bf16")  # a value check only: any machine builds it
