@@ -358,7 +358,7 @@ def main() -> None:
         rows.append(("ceiling: list loop / output alone", f"{t_loop / t_out:.1f}x", ""))
         rows.append(("postprocess text mismatches", str(mismatches), "0"))
         rows.append(("n-best list mismatches", str(n_best_mismatches), "0"))
-        del val_features, timings
+        val_features = timings = None  # free them before the summary (the lambdas above read them)
 
     # 3. table
     print("\n3. summary")
