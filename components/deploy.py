@@ -40,8 +40,8 @@ def deploy_model(
 
     from components.qa.answers import SQUAD_V2
     from components.registry.client import below_gate, open_registry, registered_version
-    from components.serving import isvc as kisvc
     from components.registry.serving_records import record_serving, registry_ids
+    from components.serving import isvc as kisvc
     from components.serving.server import SMOKE_QUESTION, LocalServer, smoke_query
 
     f1 = float(metrics.metadata.get("f1", 0.0))

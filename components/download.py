@@ -19,10 +19,10 @@ def download(
     validation_data: Output[Dataset],
     base_model: Output[Model],
 ):
+    from components.io.artifacts import published
+    from components.io.model_source import snapshot_model
     from components.qa import squad_io, squad_records
     from components.qa.answers import SQUAD_V2, check_trainable, count_unanswerable, squad_version
-    from components.io.model_source import snapshot_model
-    from components.io.artifacts import published
 
     counts = []  # (split, artifact, rows, unanswerable)
     for split, limit, artifact in ((train_split, max_train_samples, train_data),

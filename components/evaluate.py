@@ -26,11 +26,11 @@ def evaluate(
     import datasets
 
     from components.io.artifacts import write_metrics
+    from components.io.report import evaluation_report
     from components.qa.answers import SQUAD_V2, count_unanswerable, squad_version
     from components.qa.inference import evaluate_qa_model
     from components.qa.progress import Progress
     from components.qa.training import load_qa_model
-    from components.io.report import evaluation_report
 
     examples = datasets.load_from_disk(validation_data.path)
     features = datasets.load_from_disk(validation_features.path)

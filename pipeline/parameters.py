@@ -31,8 +31,8 @@ from typing import Any, Callable, Mapping
 from components.qa.answers import ANSWER_POLICIES
 from components.qa.errors import InvalidInputError
 from components.qa.squad_records import MAX_CONTEXT_CHARS
-from pipeline.steps import DEPLOY, DOWNLOAD, EVALUATE, FINE_TUNE, PREPROCESS, REGISTER, Step
 from components.qa.train_config import Check, TrainConfig, training_length_problem, value_rule
+from pipeline.steps import DEPLOY, DOWNLOAD, EVALUATE, FINE_TUNE, PREPROCESS, REGISTER, Step
 
 SAMPLE_DATA = "data/squad-sample/{split}.json"  # relative to the repository; staged by `run --local`
 

@@ -30,8 +30,8 @@ from kfp.dsl import Markdown, Metrics, Model
 from components.deploy import deploy_model
 from components.download import download
 from components.evaluate import evaluate
-from components.launch.accelerator import ACCELERATOR_ENV
 from components.fine_tune import fine_tune
+from components.launch.accelerator import ACCELERATOR_ENV
 from components.preprocess import preprocess_train, preprocess_validation
 from components.register import register_model
 from pipeline.parameters import step_args, taking_parameters

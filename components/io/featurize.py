@@ -10,10 +10,8 @@ from transformers import AutoTokenizer
 
 from components.io.artifacts import published
 from components.qa.errors import InvalidInputError
-from components.qa.features import (REQUIRED_COLUMNS, as_arrow, prepare_train_features,
-                                    validation_features_table)
+from components.qa.features import REQUIRED_COLUMNS, as_arrow, prepare_train_features, validation_features_table
 from components.qa.squad_records import fingerprint
-
 
 # context characters tokenized at once. The tokenizer's Python output costs about 150-350
 # bytes per context character (bench/preprocess_memory.py), so this bounds preprocessing memory

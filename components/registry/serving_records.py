@@ -73,9 +73,14 @@ def _record_local(root: Path, model_name, version, environment, service, runtime
 
 def _record_kubeflow(registry, model_name, version, environment, service, runtime, url,
                      desired_state) -> dict:
-    from mr_openapi import (InferenceServiceCreate, InferenceServiceState,
-                            InferenceServiceUpdate, MetadataStringValue, MetadataValue,
-                            ServingEnvironmentCreate)
+    from mr_openapi import (
+        InferenceServiceCreate,
+        InferenceServiceState,
+        InferenceServiceUpdate,
+        MetadataStringValue,
+        MetadataValue,
+        ServingEnvironmentCreate,
+    )
     from mr_openapi.exceptions import NotFoundException
 
     ids = registry_ids(registry, model_name, version)

@@ -105,8 +105,14 @@ def inference_service(name: str, namespace: str, uri: str, spec: PredictorSpec,
                       args: list[str], labels: dict[str, str] | None = None,
                       annotations: dict[str, str] | None = None):
     """A `V1beta1InferenceService` serving `uri` (see `storage_uri`) with our runtime."""
-    from kserve import (V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1ModelFormat,
-                        V1beta1ModelSpec, V1beta1PredictorSpec, constants)
+    from kserve import (
+        V1beta1InferenceService,
+        V1beta1InferenceServiceSpec,
+        V1beta1ModelFormat,
+        V1beta1ModelSpec,
+        V1beta1PredictorSpec,
+        constants,
+    )
     from kubernetes.client import V1ObjectMeta, V1ResourceRequirements, V1Toleration
 
     resources = {"cpu": spec.cpu, "memory": spec.memory}
@@ -159,9 +165,8 @@ _PRIMITIVES = {"str": str, "int": int, "bool": bool, "float": (int, float), "obj
 
 
 def _model_class(name: str):
-    import kubernetes.client.models as k8s
-
     import kserve.models as ks
+    import kubernetes.client.models as k8s
 
     cls = getattr(ks, name, None) or getattr(k8s, name, None)
     if cls is None:

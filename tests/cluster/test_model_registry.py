@@ -15,8 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from components.register import register_model
 from components.qa.errors import InvalidInputError
+from components.register import register_model
 from components.registry.client import TOKEN_ENV, KubeflowModelRegistry, open_registry, serving_uri
 from tests.cluster.registry_standin import ModelRegistryStandin
 

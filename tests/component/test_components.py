@@ -7,14 +7,14 @@ import datasets
 import pytest
 from kfp import dsl
 
-from components.io.artifacts import published
 from components.download import download
+from components.io.artifacts import published
 from components.io.model_source import snapshot_model
+from components.io.report import evaluation_report
 from components.qa.errors import InvalidInputError
 from components.qa.squad_records import MAX_CONTEXT_CHARS
 from components.register import register_model
 from components.registry.client import LocalRegistry, open_registry
-from components.io.report import evaluation_report
 from tests.conftest import REPO
 
 SAMPLE = str(REPO / "data" / "squad-sample" / "{split}.json")

@@ -1,7 +1,7 @@
 """The compiled YAML: committed copy is current, and the DAG, caching, resources and scheduling are right."""
 
-import yaml
 import pytest
+import yaml
 from kfp import compiler
 
 from components.qa.errors import InvalidInputError

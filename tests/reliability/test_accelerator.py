@@ -15,8 +15,8 @@ import torch
 import yaml
 from kfp import compiler, dsl
 
-from components.launch.accelerator import ACCELERATOR_ENV, AcceleratorMissing, require_accelerator
 from components.fine_tune import fine_tune
+from components.launch.accelerator import ACCELERATOR_ENV, AcceleratorMissing, require_accelerator
 
 
 def run_fine_tune(root: Path):
