@@ -16,7 +16,7 @@ def register_model(
 ):
     """registry_uri names where the record lands (never a placeholder only kfp.local resolves);
     the model's URI is recorded in a form a deployment can load (components.registry.client.serving_uri)."""
-    from components.registry.client import below_gate, open_registry, registered_version, serving_uri
+    from components.registry.client import MODEL_FORMAT, below_gate, open_registry, registered_version, serving_uri
 
     f1 = float(metrics.metadata.get("f1", 0.0))
     version = registered_version(model_version, pipeline_run_id)
@@ -36,7 +36,7 @@ def register_model(
             "hyperparameters": model.metadata.get("hyperparameters", {}),
         }
         record, created = registry.register(
-            model_name, version, uri, model_format_name="transformers",
+            model_name, version, uri, model_format_name=MODEL_FORMAT,
             model_format_version="5", source_id=pipeline_run_id, metadata=lineage,
             author="kfp-squad-qa")
         message = (f"Registered {model_name} version {version} (F1 {f1:.2f}) at {uri} in {registry_uri}."

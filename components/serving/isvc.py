@@ -21,9 +21,9 @@ import re
 from typing import Any
 
 from components.qa.errors import InvalidInputError
+from components.registry.client import MODEL_FORMAT, serving_uri
 
 RUNTIME = "kfp-squad-qa"  # the ServingRuntime's name (manifests/overlays/kserve)
-MODEL_FORMAT = "transformers"  # what register records as model_format_name
 PREDICTOR_SERVICE_ACCOUNT = "qa-predictor"  # carries the S3 credentials for storage-initializer
 # The Model Registry integration's labels (kubeflow/hub pkg/inferenceservice-controller,
 # commit bd07139): its controller links the InferenceService to these registry ids.
@@ -90,8 +90,6 @@ def storage_uri(uri: str) -> str:
     register already records KFP's `minio://bucket/key` as s3:// with its endpoint
     (`components.registry.client.serving_uri`); a record made before that is converted the same way.
     """
-    from components.registry.client import serving_uri
-
     uri = serving_uri(uri)
     if not uri.startswith(STORAGE_SCHEMES):
         raise InvalidInputError(
