@@ -121,7 +121,7 @@ class CompileSettings:
         return [{"key": k, "operator": op, "effect": effect} for k, op, effect in self.tolerations]
 
     def trainjob(self) -> dict:
-        """The fine-tune step's TrainJob settings (components.launch.trainjob.TrainJobSpec, as a dict)."""
+        """The fine-tune step's TrainJob settings (components.launch.trainjob_spec.TrainJobSpec, as a dict)."""
         from components.launch.trainjob_spec import TrainJobSpec
 
         node = self.resources_for(FINE_TUNE.key)
