@@ -7,10 +7,9 @@ Secrets are referenced by Kubernetes Secret name only; values never enter the YA
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from importlib.metadata import version
 from pathlib import Path
-
-import tomllib
 
 from components.qa.errors import InvalidInputError
 from pipeline.steps import DEPLOY, DOWNLOAD, EVALUATE, FINE_TUNE, PREPROCESS, REGISTER, STEPS, TRAINJOB_LAUNCHER

@@ -12,10 +12,10 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
