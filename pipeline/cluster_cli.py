@@ -24,6 +24,7 @@ import yaml
 from components.qa.errors import InvalidInputError
 from pipeline import comparison, kfp_client, kfp_runs
 from pipeline.cli_options import add_compile_arguments, compile_pipeline, key_values
+from pipeline.parameters import PROFILES, profile_parameters
 from pipeline.qa_pipeline import PIPELINE_NAME
 
 
@@ -87,7 +88,7 @@ def _compile_flags(p) -> None:
 
 
 def _run_flags(p) -> None:
-    p.add_argument("--profile", default="cluster", choices=["local", "tiny", "cluster"])
+    p.add_argument("--profile", default="cluster", choices=list(PROFILES))
     p.add_argument("--params", type=Path, help="YAML mapping of pipeline parameters")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a parameter (wins over --params)")
@@ -100,8 +101,6 @@ def _run_flags(p) -> None:
 
 def run_parameters(profile: str, params_file: Path | None, settings: list[str]) -> dict[str, Any]:
     """Profile, then the YAML file, then --set flags; checked by profile_parameters."""
-    from pipeline.parameters import profile_parameters
-
     overrides: dict[str, Any] = {}
     if params_file is not None:
         try:

@@ -24,7 +24,7 @@ from components.io.artifacts import remove_stale_partials
 from components.qa.errors import InvalidInputError
 from pipeline.cli_options import key_values
 from pipeline.console import RunConsole, StepFailed, StepInputError
-from pipeline.parameters import profile_parameters
+from pipeline.parameters import PROFILES, profile_parameters
 from pipeline.qa_pipeline import PIPELINE_NAME, build_pipeline
 from pipeline.settings import CompileSettings
 
@@ -119,7 +119,7 @@ def add_run_command(sub) -> None:
     """Register `run` on the `python -m pipeline` parser."""
     r = sub.add_parser("run", help="run the whole DAG locally through kfp.local")
     r.add_argument("--local", action="store_true", help="run on this machine (kfp.local)")
-    r.add_argument("--profile", default="local", choices=["local", "tiny", "cluster"])
+    r.add_argument("--profile", default="local", choices=list(PROFILES))
     r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a pipeline parameter")
     r.add_argument("--runner", choices=["subprocess", "docker"], default="subprocess")
