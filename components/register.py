@@ -16,7 +16,14 @@ def register_model(
 ):
     """registry_uri names where the record lands (never a placeholder only kfp.local resolves);
     the model's URI is recorded in a form a deployment can load (components.registry.client.serving_uri)."""
-    from components.registry.client import MODEL_FORMAT, below_gate, open_registry, registered_version, serving_uri
+    from components.registry.client import (
+        AUTHOR,
+        MODEL_FORMAT,
+        below_gate,
+        open_registry,
+        registered_version,
+        serving_uri,
+    )
 
     f1 = float(metrics.metadata.get("f1", 0.0))
     version = registered_version(model_version, pipeline_run_id)
@@ -24,7 +31,7 @@ def register_model(
     if refused:
         message = f"Not registered: {refused}."
     else:
-        registry = open_registry(registry_uri, author="kfp-squad-qa")
+        registry = open_registry(registry_uri, author=AUTHOR)
         uri = serving_uri(model.uri)
         lineage = {
             "metrics": {k: v for k, v in metrics.metadata.items() if isinstance(v, (int, float))},
@@ -38,7 +45,7 @@ def register_model(
         record, created = registry.register(
             model_name, version, uri, model_format_name=MODEL_FORMAT,
             model_format_version="5", source_id=pipeline_run_id, metadata=lineage,
-            author="kfp-squad-qa")
+            author=AUTHOR)
         message = (f"Registered {model_name} version {version} (F1 {f1:.2f}) at {uri} in {registry_uri}."
                    if created else f"{model_name} version {version} is already registered; nothing to do.")
     print(message, flush=True)

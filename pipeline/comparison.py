@@ -28,7 +28,7 @@ def registry_metrics(run: dict[str, Any], registry_uri: str | None = None,
     step writes them with the run ID into the model registry (docs/cluster.md). `opened`
     keeps registry clients by URI across calls (compare passes one for all its runs).
     """
-    from components.registry.client import open_registry, registered_version
+    from components.registry.client import AUTHOR, open_registry, registered_version
 
     params = run["parameters"]
     uri = registry_uri if registry_uri is not None else str(params.get("registry_uri") or "")
@@ -41,7 +41,7 @@ def registry_metrics(run: dict[str, Any], registry_uri: str | None = None,
     version = registered_version(str(params.get("model_version") or ""), run["run_id"])
     try:
         if uri not in registries:
-            registries[uri] = open_registry(uri, author="kfp-squad-qa")
+            registries[uri] = open_registry(uri, author=AUTHOR)
         record = registries[uri].get(name, version)
     except InvalidInputError:
         raise

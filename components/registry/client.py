@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlparse
 
 from components.qa.errors import InvalidInputError
 
+AUTHOR = "kfp-squad-qa"  # who our registrations and serving records name as their author
 MODEL_FORMAT = "transformers"  # the model_format_name register records; our ServingRuntime serves it
 TOKEN_ENV = "MODEL_REGISTRY_TOKEN"
 DEFAULT_PORT = 8080  # model-registry-service's REST port, and the client's own default for http://

@@ -19,12 +19,11 @@ import os
 from typing import Any
 
 from components.qa.answers import SQUAD_V2
-from components.registry.client import below_gate, open_registry, registered_version
+from components.registry.client import AUTHOR, below_gate, open_registry, registered_version
 from components.registry.serving_records import record_serving, registry_ids
 from components.serving import isvc as kisvc
 
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"  # the pod's own
-AUTHOR = "kfp-squad-qa"
 
 
 @dataclasses.dataclass
