@@ -48,15 +48,21 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
     gpu = functools.partial(dsl.component, base_image=settings.gpu_image, install_kfp_package=False)
     download_op, register_op = cpu(download), cpu(register_model)
     preprocess_train_op, preprocess_validation_op = cpu(preprocess_train), cpu(preprocess_validation)
-    launcher = settings.num_nodes > 1  # fine-tune submits a TrainJob: the GPUs are on its nodes
-    fine_tune_op = (cpu if launcher else gpu)(fine_tune)
-    evaluate_op = (gpu if settings.eval_on_gpu else cpu)(evaluate)
+    # num_nodes > 1: fine-tune submits a TrainJob, whose nodes have the GPUs
+    fine_tune_step = TRAINJOB_LAUNCHER if settings.num_nodes > 1 else FINE_TUNE
 
-    def sized(task, step: Step, accelerator: bool = False):
+    def on_gpu(step: Step) -> bool:
+        """The GPU image and the accelerator: the step's declaration, and eval_on_gpu for evaluate."""
+        return step.gpu and (step is not EVALUATE or settings.eval_on_gpu)
+
+    fine_tune_op = (gpu if on_gpu(fine_tune_step) else cpu)(fine_tune)
+    evaluate_op = (gpu if on_gpu(EVALUATE) else cpu)(evaluate)
+
+    def sized(task, step: Step):
         res = settings.resources_for(step.key)
         task.set_cpu_request(res.cpu).set_cpu_limit(res.cpu)
         task.set_memory_request(res.memory).set_memory_limit(res.memory)
-        if accelerator and settings.accelerator_count:
+        if on_gpu(step) and settings.accelerator_count:
             task.set_accelerator_type(settings.accelerator_type)
             task.set_accelerator_limit(settings.accelerator_count)
             for key, value in settings.node_selector:
@@ -106,7 +112,7 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
             train_features=train_features.outputs["train_features"],
             base_model=fetched.outputs["base_model"], **step_args(FINE_TUNE, p),
             trainjob=settings.trainjob(), run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
-            TRAINJOB_LAUNCHER if launcher else FINE_TUNE, accelerator=not launcher)
+            fine_tune_step)
         # preempted (SIGTERM) or lost node: the retry resumes from the checkpoint in checkpoint_dir
         trained.set_retry(num_retries=2, backoff_duration="60s")
 
@@ -114,7 +120,7 @@ def build_pipeline(settings: CompileSettings = CompileSettings(), with_deploy: b
             model=trained.outputs["model"], validation_data=fetched.outputs["validation_data"],
             validation_features=validation_features.outputs["validation_features"],
             **step_args(EVALUATE, p)),
-            EVALUATE, accelerator=settings.eval_on_gpu)
+            EVALUATE)
 
         registered = sized(register_op(
             model=trained.outputs["model"], metrics=scored.outputs["metrics"],
