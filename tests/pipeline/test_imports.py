@@ -41,7 +41,8 @@ GRAPH = {name: imports(name) for name in MODULES}
 
 def test_the_graph_sees_the_modules():
     assert {"pipeline.__main__", "pipeline.cli_options", "components.qa.training"} <= set(GRAPH)
-    assert "pipeline.cli_options" in GRAPH["pipeline.cluster_cli"]  # a function-level import is found too
+    assert "pipeline.cli_options" in GRAPH["pipeline.cluster_cli"]
+    assert "components.launch.topology" in GRAPH["components.fine_tune"]  # inside the component body
     assert "components.qa.errors" in GRAPH["pipeline.settings"]
 
 
