@@ -1,8 +1,6 @@
 """Training and evaluation speed of the fast path against the padded baseline, and their F1.
 
     python bench/train.py                  # CPU speed, MiniLM: ~10 min on 2 quiet cores
-    python bench/train.py --quality        # + F1 of both paths after the same steps: ~30 min more
-    python bench/train.py --quality-only --quality-paths fast --quality-seeds 1,2  # seed spread
     python bench/train.py --gpu            # one H100: bert-base shapes, SQuAD-sized data
     python bench/train.py --gpu-smoke      # the --gpu code path with a tiny model, on the CPU
     bench/gpu_kit.sh                       # packs .gpu-kit/ for a GPU machine without network
@@ -15,19 +13,15 @@ pad_to_length=max_length)`. Both go through the same functions.
 
 Speed (default): features of the first 40 dev-v1.1 articles at 384/128, MiniLM
 (all-MiniLM-L6-v2 with a new QA head). In each of `--rounds` rounds BOTH paths train on
-all train features for the same `--steps` steps (default 50: one whole mega-batch of the
-length-grouped sampler, which sorts 50 random batches at a time, so the fast path pads as
-it would in a full run), with the round's seed, in A-B then B-A order so that the load of
+all train features for the same `--steps` steps (default 50: the length-grouped sampler
+sorts random chunks of 16 batches, so 50 steps pad as a full run does), with the round's seed, in A-B then B-A order so that the load of
 a shared machine falls on both; evaluation likewise on held-out features (last 8
 articles), after an untimed warm-up. Printed: wall and CPU seconds per round, features/s
 and real (non-padding) tokens/s of each path, the mean real length of the features each
 path drew (the same distribution: they should agree), and fast/baseline per round and
 over all rounds.
 
-Quality (--quality): both paths train MiniLM for the same steps (lr 3e-4, batch 16,
-max_length 256 / stride 128) on the train articles and are scored on a sample of
-held-out questions; their F1 should agree within a point. After 200 steps the seed alone
-moves F1 by several points: use --quality-seeds to see the spread before reading a gap.
+F1 of the paths over seeds, on the demo's recipe: bench/quality.py.
 
 GPU (--gpu): bert-base from `BertConfig()` (random weights: speed does not depend on
 them), 88,524 synthetic features whose lengths are resampled from dev-v1.1 tokenized at
@@ -62,7 +56,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from components.qa.features import prepare_train_features, prepare_validation_features  # noqa: E402
-from components.qa.inference import evaluate_qa_model, predict_logits  # noqa: E402
+from components.qa.inference import predict_logits  # noqa: E402
 from components.qa.squad_records import parse_squad_json  # noqa: E402
 from components.qa.train_config import TrainConfig
 from components.qa.training import load_qa_model, train_qa_model  # noqa: E402
@@ -120,12 +114,13 @@ def machine() -> str:
 def padding_efficiency(lengths: np.ndarray, batch_size: int, grouped: bool, pad_to: int | None,
                        seeds: int = 5) -> float:
     """Real tokens / padded tokens of the batches a path forms (mean over sampler seeds)."""
-    from transformers.trainer_pt_utils import get_length_grouped_indices
+    from components.qa.sampling import shuffled_length_batches
 
     out = []
     for seed in range(seeds):
         generator = torch.Generator().manual_seed(seed)
-        order = (get_length_grouped_indices(lengths.tolist(), batch_size, generator=generator)
+        order = (shuffled_length_batches(lengths.tolist(), batch_size, TrainConfig().sampler_chunk_batches,
+                                         generator)
                  if grouped else torch.randperm(len(lengths), generator=generator).tolist())
         padded = 0
         for i in range(0, len(order), batch_size):
@@ -281,43 +276,6 @@ def cpu_speed(args) -> None:
     report("EVALUATION (predict_logits, same features)", evaluation)
 
 
-def quality(args) -> None:
-    from transformers import AutoTokenizer
-
-    path = minilm_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    train_rows, held_rows = split_dev(args.data)
-    held_rows = [held_rows[i] for i in sorted(np.random.default_rng(3).choice(
-        len(held_rows), min(args.quality_questions, len(held_rows)), replace=False))]
-    _, train_features = featurize(train_rows, tokenizer, "train", 256, 128)
-    held_examples, held_features = featurize(held_rows, tokenizer, "validation", 256, 128)
-    print(f"quality: MiniLM, lr 3e-4, batch 16, {args.quality_steps} steps each on "
-          f"{len(train_features)} train features at 256/128; {len(held_examples)} held-out "
-          f"questions ({len(held_features)} features)")
-    makers = {"fast": TrainConfig, "baseline": TrainConfig.baseline}
-    scores: dict[str, list[float]] = {name: [] for name in args.quality_paths}
-    for seed in args.quality_seeds:
-        for name in args.quality_paths:
-            config = makers[name](learning_rate=3e-4, per_device_train_batch_size=16,
-                                  max_steps=args.quality_steps, max_length=256, seed=seed,
-                                  logging_steps=50, save_steps=0, report_to="none")
-            with tempfile.TemporaryDirectory() as out:
-                trained = train_qa_model(path, train_features, out, config)
-                metrics, _ = evaluate_qa_model(load_qa_model(out), held_examples, held_features)
-            scores[name].append(metrics["f1"])
-            print(f"  {name:<8} seed {seed}: train {trained['train_runtime']:7.1f} s, loss "
-                  f"{trained['train_loss']:.3f}, {trained['global_step']} steps x 16 features; "
-                  f"held-out EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f}", flush=True)
-    for name, f1 in scores.items():
-        print(f"  {name:<8} F1 over seeds {args.quality_seeds}: mean {np.mean(f1):.2f}, "
-              f"min {min(f1):.2f}, max {max(f1):.2f}")
-    if len(scores) == 2:
-        diff = np.mean(scores["fast"]) - np.mean(scores["baseline"])
-        print(f"QUALITY: mean F1 fast {np.mean(scores['fast']):.2f} vs baseline "
-              f"{np.mean(scores['baseline']):.2f}: difference {diff:+.2f} points "
-              f"({'within' if abs(diff) <= 1 else 'NOT within'} 1 point)")
-
-
 def gpu(args, smoke: bool) -> None:
     """bert-base shapes on SQuAD-sized data; --gpu-smoke: the same code with a tiny model."""
     from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
@@ -407,14 +365,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--eval-features", type=int, default=640, help="per path (CPU)")
     parser.add_argument("--eval-batch-size", type=int, default=32)
-    parser.add_argument("--quality", action="store_true", help="also train both to compare F1")
-    parser.add_argument("--quality-steps", type=int, default=200)
-    parser.add_argument("--quality-questions", type=int, default=500)
-    parser.add_argument("--quality-seeds", type=lambda v: [int(x) for x in v.split(",")],
-                        default=[42], help="comma-separated; each path trains once per seed")
-    parser.add_argument("--quality-paths", type=lambda v: v.split(","),
-                        default=["fast", "baseline"], help="fast,baseline or one of them")
-    parser.add_argument("--quality-only", action="store_true", help="skip the speed part")
     parser.add_argument("--gpu", action="store_true", help="bert-base shapes on a GPU")
     parser.add_argument("--gpu-smoke", action="store_true", help="--gpu with a tiny model")
     parser.add_argument("--gpu-steps", type=int, default=0,
@@ -436,10 +386,7 @@ def main() -> None:
     if args.gpu or args.gpu_smoke:
         gpu(args, smoke=args.gpu_smoke)
     else:
-        if not args.quality_only:
-            cpu_speed(args)
-        if args.quality or args.quality_only:
-            quality(args)
+        cpu_speed(args)
     print(f"total {time.perf_counter() - started:.0f} s")
 
 

@@ -22,6 +22,7 @@ def fine_tune(
     warmup_fraction: float,
     seed: int,
     precision: str,
+    sampler: str,
     checkpoint_dir: str,
     model: Output[Model],
     metrics: Output[Metrics],
@@ -43,7 +44,7 @@ def fine_tune(
     config = TrainConfig(learning_rate=learning_rate, num_train_epochs=num_train_epochs,
                          max_steps=max_steps, per_device_train_batch_size=batch_size,
                          weight_decay=weight_decay, warmup_fraction=warmup_fraction, seed=seed,
-                         precision=precision, save_steps=save_steps, save_minutes=save_minutes)
+                         precision=precision, sampler=sampler, save_steps=save_steps, save_minutes=save_minutes)
     with published(model.path) as model_dir, published(tensorboard.path) as logs:
         result = train(num_nodes, trainjob, train_features.path, base_model.path, model_dir, config,
                        logging_dir=logs, checkpoint_dir=checkpoint_dir or None, run_id=run_id)

@@ -130,6 +130,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     _training("warmup_fraction"),
     _training("seed"),
     _training("precision"),
+    _training("sampler"),
     _p("checkpoint_dir", str, "", "Durable folder (a PVC path) for checkpoints to resume from; "
        "empty: no checkpoints.", FINE_TUNE),
     # the DAG's default is the compile setting `--num-nodes` (qa_pipeline.build_pipeline)

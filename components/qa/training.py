@@ -15,9 +15,9 @@ DDP and only rank 0 writes.
 Where the speed comes from (each one a `TrainConfig` field):
 - dynamic padding: the collator pads each batch to its own longest feature (rounded
   up to a multiple of 8 for tensor cores), not to max_length;
-- length grouping: the sampler draws batches of similar lengths
-  (`train_sampling_strategy="group_by_length"`), reading the lengths from a `length`
-  column this module adds, so the padding left in a batch is small;
+- length grouping: the sampler draws batches of similar lengths, in random order
+  (components/qa/sampling.py), reading the lengths from a `length` column this module
+  adds, so the padding left in a batch is small;
 - bf16 autocast on GPUs that have it (fp16 with loss scaling on older ones), TF32
   matmuls, fused AdamW, SDPA attention, two data loader workers.
 
@@ -196,11 +196,34 @@ def build_trainer(model, tokenizer, train_features, output_dir: str, config: Tra
     callbacks.append(_LogLastStep())  # after any callback that stops training
     if config.gradient_checkpointing:
         model.config.use_cache = False
-    return Trainer(
+    trainer = (_shuffled_length_trainer(config.sampler_chunk_batches)
+               if config.sampler == "shuffled_length" else Trainer)
+    return trainer(
         model=model, args=args, train_dataset=features, processing_class=tokenizer,
         data_collator=QACollator(tokenizer, config.pad_to_multiple_of,
                                  config.max_length if config.pad_to_max_length else None),
         callbacks=callbacks)
+
+
+def _shuffled_length_trainer(chunk_batches: int):
+    """A Trainer class that draws its batches from `ShuffledLengthSampler`."""
+    from transformers import Trainer
+
+    from components.qa.sampling import ShuffledLengthSampler
+
+    class ShuffledLengthTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            # where the Trainer builds its own group_by_length sampler
+            # (transformers/trainer.py, Trainer._get_train_sampler). A group is one optimizer
+            # step of all ranks: Accelerate hands consecutive device batches to ranks 0..W-1
+            # (BatchSamplerShard), so N nodes train on the same features per step as one node
+            # with the same global batch does.
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            step = (self.args.train_batch_size * self.args.gradient_accumulation_steps
+                    * self.args.world_size)
+            return ShuffledLengthSampler(dataset[LENGTH_COLUMN], step, chunk_batches)
+
+    return ShuffledLengthTrainer
 
 
 def train_qa_model(model_name_or_path, train_features, output_dir: str, config: TrainConfig,
@@ -253,10 +276,10 @@ def train_qa_model(model_name_or_path, train_features, output_dir: str, config: 
     trainer = build_trainer(model, tokenizer, train_features, checkpoint_dir, config,
                             logging_dir, [sigterm, *timed, *(callbacks or [])])
     resume = latest_complete_checkpoint(checkpoint_dir)
-    logger.info("training %s on %d features: precision=%s, group_by_length=%s, "
+    logger.info("training %s on %d features: precision=%s, sampler=%s, "
                 "pad_to_max_length=%s, batch=%d, workers=%d, optim=%s%s",
                 type(model).__name__, len(trainer.train_dataset), config.resolved_precision(),
-                config.group_by_length, config.pad_to_max_length,
+                config.sampler, config.pad_to_max_length,
                 config.per_device_train_batch_size, trainer.args.dataloader_num_workers,
                 getattr(trainer.args.optim, "value", trainer.args.optim),
                 f", resuming from {resume}" if resume else "")

@@ -120,7 +120,8 @@ def run_fine_tune(root: Path, data: dict, batch_size: int, **nodes) -> dict:
               learning_rate=TINY["learning_rate"], num_train_epochs=TINY["num_train_epochs"],
               max_steps=TINY["max_steps"], batch_size=batch_size, weight_decay=TINY["weight_decay"],
               warmup_fraction=TINY["warmup_fraction"], seed=TINY["seed"],
-              precision=TINY["precision"], checkpoint_dir="", **out, **nodes)
+              precision=TINY["precision"], sampler=TINY["sampler"], checkpoint_dir="", **out,
+              **nodes)
     return out
 
 

@@ -26,7 +26,7 @@ def run_fine_tune(root: Path):
     fine_tune(train_features=dsl.Dataset(uri=str(root / "no-features")),
               base_model=dsl.Model(uri=str(root / "no-model")), learning_rate=3e-4,
               num_train_epochs=1.0, max_steps=4, batch_size=8, weight_decay=0.0, warmup_fraction=0.0,
-              seed=42, precision="fp32", checkpoint_dir="", **out)
+              seed=42, precision="fp32", sampler="shuffled_length", checkpoint_dir="", **out)
     return out
 
 

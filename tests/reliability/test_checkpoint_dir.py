@@ -19,6 +19,7 @@ def run(root: Path, data: dict, checkpoint_dir: str) -> Path:
     fine_tune(train_features=data["train_features"], base_model=data["base_model"],
               learning_rate=TINY["learning_rate"], num_train_epochs=1.0, max_steps=2, batch_size=8,
               weight_decay=0.0, warmup_fraction=0.0, seed=TINY["seed"], precision="fp32",
+              sampler=TINY["sampler"],
               checkpoint_dir=checkpoint_dir, save_steps=1, save_minutes=1e-6, **out)
     return Path(out["model"].path)
 

@@ -42,7 +42,7 @@ def test_config_errors_name_the_field_and_the_fix(kwargs, field, message):
 def test_max_steps_alone_is_enough_and_baseline_is_the_same_config():
     assert TrainConfig(num_train_epochs=0, max_steps=10).max_steps == 10
     base = TrainConfig.baseline(learning_rate=1e-4)
-    assert (base.pad_to_max_length, base.group_by_length, base.precision) == (True, False, "fp32")
+    assert (base.pad_to_max_length, base.sampler, base.precision) == (True, "random", "fp32")
     assert base.learning_rate == 1e-4
 
 
@@ -74,7 +74,7 @@ def test_cpu_defaults():
             where_training_starts()
     args = config.training_arguments("unused")
     assert (args.bf16, args.fp16, args.dataloader_num_workers) == (False, False, 0)
-    assert args.train_sampling_strategy == "group_by_length"
+    assert config.sampler == "shuffled_length"  # build_trainer's sampler (test_sampling.py)
     assert args.warmup_steps == 0.1  # a fraction: the Trainer multiplies by its total steps
     assert args.get_warmup_steps(1000) == 100
 
@@ -165,8 +165,7 @@ def test_a_few_steps_learn_save_the_hf_layout_and_resume(tiny_model_dir, train_f
     saved = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
             "training_args.json", "train_config.json", "checkpoint-24"} <= saved
-    assert json.loads((out / "training_args.json").read_text())["train_sampling_strategy"] == (
-        "group_by_length")
+    assert json.loads((out / "train_config.json").read_text())["sampler"] == "shuffled_length"
     assert json.loads((out / "train_config.json").read_text())["learning_rate"] == 5e-3
     assert list(logs.glob("events.out.tfevents.*"))
     AutoModelForQuestionAnswering.from_pretrained(out)
