@@ -209,12 +209,14 @@ def quality_table(results: dict[str, list[dict]], seeds: list[int]) -> None:
             cells = " ".join(f"{v:13.2f}" for v in f1)
             print(f"  {path:<16} {cells}  {f1.mean():6.2f}  {np.ptp(f1):6.2f}   ({name})")
             means[path, name] = f1.mean()
-    if "run_qa" in results:
-        for path in results:
-            if path != "run_qa":
-                diffs = ", ".join(f"{name} {means[path, name] - means['run_qa', name]:+.2f}"
-                                  for name in sets)
-                print(f"  mean F1 {path} - run_qa: {diffs}")
+    speed = {path: sum(r["tokens"] for r in runs) / sum(r["train_runtime"] for r in runs)
+             for path, runs in results.items()}
+    for path, runs in results.items():
+        line = f"  {path:<16} {speed[path]:5.0f} real tokens/s in these runs (each a 1-thread worker)"
+        if "run_qa" in results and path != "run_qa":
+            diffs = ", ".join(f"{name} {means[path, name] - means['run_qa', name]:+.2f}" for name in sets)
+            line += f", {speed[path] / speed['run_qa']:.2f}x run_qa; mean F1 - run_qa: {diffs}"
+        print(line)
 
 
 # ---------------------------------------------------------------------------------------
