@@ -8,8 +8,6 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from components.qa.features import prepare_train_features
 from components.qa.sampling import ShuffledLengthSampler, shuffled_length_batches
-from components.qa.train_config import TrainConfig
-from components.qa.training import build_trainer, load_qa_model
 from tests.conftest import columns
 
 
@@ -71,29 +69,3 @@ def test_same_seed_same_order_new_order_each_epoch(lengths):
     first, second = list(sampler), list(sampler)
     torch.manual_seed(7)
     assert list(sampler) == first and first != second and len(sampler) == len(lengths)
-
-
-def test_default_trainer_draws_shuffled_length_batches(tmp_path, minilm_path, tokenizer,
-                                                       dev_v1_rows, monkeypatch):
-    examples = datasets.Dataset.from_dict(columns(dev_v1_rows[:200]))
-    features = examples.map(prepare_train_features, batched=True,
-                            remove_columns=examples.column_names,
-                            fn_kwargs={"tokenizer": tokenizer, "max_length": 256, "doc_stride": 96})
-    config = TrainConfig(per_device_train_batch_size=8, sampler_chunk_batches=4, report_to="none")
-    trainer = build_trainer(load_qa_model(minilm_path), tokenizer, features, str(tmp_path), config)
-    sampler = trainer._get_train_sampler()
-    assert isinstance(sampler, ShuffledLengthSampler)
-    assert (sampler.batch_size, sampler.chunk_batches) == (8, 4)
-    # on 2 ranks a group is the step of both, so each step takes the features one rank with
-    # a batch of 16 would (Accelerate deals the group's two halves to the two ranks)
-    monkeypatch.setattr(type(trainer.args), "world_size", property(lambda self: 2))
-    assert trainer._get_train_sampler().batch_size == 16
-    monkeypatch.undo()
-    batches = list(trainer.get_train_dataloader())
-    widths = [batch["input_ids"].shape[1] for batch in batches]
-    assert sum(len(b["input_ids"]) for b in batches) == len(features)
-    assert widths[0] == max(widths)  # the longest batch first
-    random = TrainConfig.baseline(per_device_train_batch_size=8, max_length=256, report_to="none")
-    assert not isinstance(build_trainer(load_qa_model(minilm_path), tokenizer, features,
-                                        str(tmp_path), random)._get_train_sampler(),
-                          ShuffledLengthSampler)

@@ -13,6 +13,7 @@ import torch
 
 from components.qa import train_config, training
 from components.qa.errors import InvalidInputError
+from components.qa.sampling import ShuffledLengthSampler
 from components.qa.features import prepare_train_features
 from components.qa.train_config import TrainConfig
 from components.qa.training import build_trainer, train_qa_model
@@ -118,7 +119,7 @@ def mean_loss(model_dir, features, tokenizer):
 
 
 def test_trainer_groups_by_length_from_the_length_column(tiny_model_dir, train_features,
-                                                         tokenizer, tmp_path):
+                                                         tokenizer, tmp_path, monkeypatch):
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     model = training.load_qa_model(tiny_model_dir)
@@ -126,19 +127,29 @@ def test_trainer_groups_by_length_from_the_length_column(tiny_model_dir, train_f
                             TrainConfig(**QUICK))
     lengths = [sum(mask) for mask in train_features["attention_mask"]]
     sampler = trainer._get_train_sampler(trainer.train_dataset)
-    assert isinstance(sampler, LengthGroupedSampler)
+    assert isinstance(sampler, ShuffledLengthSampler)  # tests/unit/test_sampling.py
     assert sampler.lengths == lengths  # read from our column, not by re-reading every row
+    assert sampler.batch_size == QUICK["per_device_train_batch_size"]
+    # on 2 ranks a group is the step of both, so each step takes the features one rank with
+    # twice the batch would (Accelerate deals the group's halves to the two ranks)
+    monkeypatch.setattr(type(trainer.args), "world_size", property(lambda self: 2))
+    assert trainer._get_train_sampler().batch_size == 2 * QUICK["per_device_train_batch_size"]
+    monkeypatch.undo()
+    hf = build_trainer(model, tokenizer, train_features, str(tmp_path / "hf"),
+                       TrainConfig(**QUICK, sampler="group_by_length"))
+    assert isinstance(hf._get_train_sampler(hf.train_dataset), LengthGroupedSampler)
     batches = list(trainer.get_train_dataloader())
     assert "length" not in batches[0]
     padded = sum(b["input_ids"].numel() for b in batches)
     real = sum(int(b["attention_mask"].sum()) for b in batches)
     assert real == sum(lengths) and all(b["input_ids"].shape[1] % 8 == 0 for b in batches)
     assert real / padded > 0.85  # grouped: little padding left (0.38 padded to 384)
+    assert batches[0]["input_ids"].shape[1] == max(b["input_ids"].shape[1] for b in batches)
 
     baseline = build_trainer(model, tokenizer, train_features, str(tmp_path / "base"),
                              TrainConfig.baseline(**QUICK))
     assert not isinstance(baseline._get_train_sampler(baseline.train_dataset),
-                          LengthGroupedSampler)
+                          (LengthGroupedSampler, ShuffledLengthSampler))
     assert {b["input_ids"].shape[1] for b in baseline.get_train_dataloader()} == {384}
 
 
