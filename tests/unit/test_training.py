@@ -13,8 +13,8 @@ import torch
 
 from components.qa import train_config, training
 from components.qa.errors import InvalidInputError
-from components.qa.sampling import ShuffledLengthSampler
 from components.qa.features import prepare_train_features
+from components.qa.sampling import ShuffledLengthSampler
 from components.qa.train_config import TrainConfig
 from components.qa.training import build_trainer, train_qa_model
 from tests.conftest import columns
