@@ -47,18 +47,27 @@ class ShuffledLengthSampler(Sampler[int]):
     `batch_size` is what one optimizer step takes from it: the device batch times gradient
     accumulation times the number of devices (components/qa/training.py).
 
-    Like the Trainer's `LengthGroupedSampler`, it draws from torch's global generator, which
-    the Trainer seeds identically on every rank, so that all ranks agree on the order and
-    Accelerate can shard its batches.
+    The order comes from its own generator, seeded with `seed + epoch` (the Trainer calls
+    `set_epoch`), as Accelerate's `SeedableRandomSampler` does: every rank draws the same
+    order whatever its global RNG has consumed (dropout on CPU draws a different amount on
+    each rank once their batches differ), and a run resumed mid-epoch skips into the order
+    it was interrupted in.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, chunk_batches: int):
+    def __init__(self, lengths: Sequence[int], batch_size: int, chunk_batches: int, seed: int):
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.chunk_batches = chunk_batches
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.lengths)
 
     def __iter__(self):
-        return iter(shuffled_length_batches(self.lengths, self.batch_size, self.chunk_batches))
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(shuffled_length_batches(self.lengths, self.batch_size, self.chunk_batches,
+                                            generator))

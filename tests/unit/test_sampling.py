@@ -62,10 +62,16 @@ def test_little_padding_and_no_long_to_short_sweeps(lengths):
     assert 0.3 < longer_than_next(lengths, random) < 0.7
 
 
-def test_same_seed_same_order_new_order_each_epoch(lengths):
-    """Every rank seeds torch alike, so all draw the same order (Accelerate shards it)."""
-    sampler = ShuffledLengthSampler(lengths, 16, 16)
+def test_same_seed_and_epoch_same_order_whatever_the_global_rng(lengths):
+    """Ranks agree on the order even when their global RNGs have drifted apart."""
+    sampler = ShuffledLengthSampler(lengths, 16, 16, seed=42)
     torch.manual_seed(7)
-    first, second = list(sampler), list(sampler)
-    torch.manual_seed(7)
-    assert list(sampler) == first and first != second and len(sampler) == len(lengths)
+    first = list(sampler)
+    torch.manual_seed(8)  # another rank: dropout drew differently
+    assert list(sampler) == first and len(sampler) == len(lengths)
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert second != first and sorted(second) == sorted(first)
+    assert list(ShuffledLengthSampler(lengths, 16, 16, seed=43)) != first
+    sampler.set_epoch(0)
+    assert list(sampler) == first

@@ -130,6 +130,7 @@ def test_trainer_groups_by_length_from_the_length_column(tiny_model_dir, train_f
     assert isinstance(sampler, ShuffledLengthSampler)  # tests/unit/test_sampling.py
     assert sampler.lengths == lengths  # read from our column, not by re-reading every row
     assert sampler.batch_size == QUICK["per_device_train_batch_size"]
+    assert sampler.seed == trainer.args.seed  # the run's seed, not the global RNG's state
     # on 2 ranks a group is the step of both, so each step takes the features one rank with
     # twice the batch would (Accelerate deals the group's halves to the two ranks)
     monkeypatch.setattr(type(trainer.args), "world_size", property(lambda self: 2))
@@ -138,7 +139,11 @@ def test_trainer_groups_by_length_from_the_length_column(tiny_model_dir, train_f
     hf = build_trainer(model, tokenizer, train_features, str(tmp_path / "hf"),
                        TrainConfig(**QUICK, sampler="group_by_length"))
     assert isinstance(hf._get_train_sampler(hf.train_dataset), LengthGroupedSampler)
-    batches = list(trainer.get_train_dataloader())
+    loader = trainer.get_train_dataloader()
+    loader.set_epoch(3)  # what the Trainer calls at each epoch: it reaches our sampler
+    assert loader.batch_sampler.sampler.epoch == 3
+    loader.set_epoch(0)
+    batches = list(loader)
     assert "length" not in batches[0]
     padded = sum(b["input_ids"].numel() for b in batches)
     real = sum(int(b["attention_mask"].sum()) for b in batches)
