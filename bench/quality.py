@@ -1,7 +1,7 @@
 """F1 of each training path over several seeds, and its real-token speed, in one run (#17).
 
     python bench/quality.py                          # 3 paths x 5 seeds, 2 workers: ~3 h here
-    python bench/quality.py --paths run_qa,shuffled_length   # bench/RESULTS.md: 2 h 15 min
+    python bench/quality.py --paths run_qa,shuffled_length   # bench/RESULTS.md: ~2 h here
     python bench/quality.py --paths shuffled_length --seeds 42,43 --recipe demo
     python bench/quality.py --speed-only             # the speed part alone: ~8 min
     python bench/quality.py --paths shuffled_length --set batch_size=8 --set max_steps=500

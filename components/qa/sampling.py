@@ -4,11 +4,10 @@ Dynamic padding pays off only when a batch's features have similar lengths (rand
 SQuAD features at 256 tokens almost always hold one full-length window: two thirds of the
 tokens are real). Hugging Face's `group_by_length` sorts random mega-batches of 50 batches
 and serves each mega-batch's batches longest first, so the model sees a sweep from long to
-short contexts every 50 steps; it scored below random batches on F1 (0.53 points over three
-seeds at 400 steps, 3.25 on one seed at 250: bench/RESULTS.md, issue #17). Here each random
-chunk of `chunk_batches` batches is sorted and cut into batches, and all the batches of the
-epoch are then shuffled: the padding of sorting, the order of random batches (5 seeds:
-F1 1.3 above run_qa's random padded batches, at 1.5x its real-token speed).
+short contexts every 50 steps; it scored below random batches on F1 (issue #17). Here each
+random chunk of `chunk_batches` batches is sorted and cut into batches, and all the batches
+of the epoch are then shuffled: the padding of sorting, the order of random batches.
+bench/quality.py measures both against random padded batches (figures in bench/RESULTS.md).
 """
 
 from __future__ import annotations

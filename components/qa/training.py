@@ -221,6 +221,7 @@ def _shuffled_length_trainer(chunk_batches: int):
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             step = (self.args.train_batch_size * self.args.gradient_accumulation_steps
                     * self.args.world_size)
+            # the seed the Trainer gives its own samplers (Trainer._get_train_sampler)
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             return ShuffledLengthSampler(dataset[LENGTH_COLUMN], step, chunk_batches, seed)
 
