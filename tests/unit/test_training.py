@@ -78,6 +78,7 @@ def test_cpu_defaults():
     assert config.sampler == "shuffled_length"  # build_trainer's sampler (test_sampling.py)
     assert args.warmup_steps == 0.1  # a fraction: the Trainer multiplies by its total steps
     assert args.get_warmup_steps(1000) == 100
+    assert args.optim == "adamw_torch_fused"  # 7x faster steps than adamw_torch on a CPU too
 
 
 # ---------------------------------------------------------------------------------------
@@ -156,6 +157,17 @@ def test_trainer_groups_by_length_from_the_length_column(tiny_model_dir, train_f
     assert not isinstance(baseline._get_train_sampler(baseline.train_dataset),
                           (LengthGroupedSampler, ShuffledLengthSampler))
     assert {b["input_ids"].shape[1] for b in baseline.get_train_dataloader()} == {384}
+
+
+def test_the_cpu_optimizer_is_fused_adamw(tiny_model_dir, train_features, tokenizer, tmp_path):
+    """The foreach AdamW took 179 ms a step on MiniLM on one core, fused 24 ms: at the demo's
+    small batches that was a sixth of the training time."""
+    trainer = build_trainer(training.load_qa_model(tiny_model_dir), tokenizer, train_features,
+                            str(tmp_path / "out"), TrainConfig(**QUICK, max_steps=2))
+    optimizer = trainer.create_optimizer()
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is True
+    trainer.train()  # the fused kernel runs on this CPU
+    assert trainer.state.global_step == 2
 
 
 def test_a_few_steps_learn_save_the_hf_layout_and_resume(tiny_model_dir, train_features,
