@@ -224,19 +224,23 @@ def quality_table(results: dict[str, list[dict]], seeds: list[int]) -> None:
 # speed, in this process with all threads
 
 
-def speed(args, settings: dict) -> None:
+def train_only(config, settings: dict) -> dict:
+    """`train_qa_model`'s figures for `config` on the data of `settings`; the model is dropped."""
     from components.qa.training import train_qa_model
 
     prepared = data(settings)
+    with tempfile.TemporaryDirectory() as out:
+        return train_qa_model(prepared["model"], prepared["train"], out, config,
+                              tokenizer=prepared["tokenizer"])
+
+
+def speed(args, settings: dict) -> None:
     order = list(args.paths) + list(reversed(args.paths))
     totals = {path: [0, 0.0] for path in args.paths}
     print(f"\nspeed: {args.speed_steps} steps per path and round, {len(order) // len(args.paths)} "
           f"rounds (A-B-C, C-B-A), seed {args.seeds[0]}, all threads", flush=True)
     for path in order:
-        config = train_config(path, args.seeds[0], args.speed_steps, settings)
-        with tempfile.TemporaryDirectory() as out:
-            result = train_qa_model(prepared["model"], prepared["train"], out, config,
-                                    tokenizer=prepared["tokenizer"])
+        result = train_only(train_config(path, args.seeds[0], args.speed_steps, settings), settings)
         totals[path][0] += result["num_train_tokens"]
         totals[path][1] += result["train_runtime"]
         print(f"  {path:<16} {result['train_runtime']:6.1f} s, "
